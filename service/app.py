@@ -1,0 +1,40 @@
+"""The FastAPI application: loads the engine once at start (lifespan) and mounts the routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.engine import Engine
+from service.routes import documents, health, search
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Citeline answers a question over a collection of documents with ranked passages, each with a citation
+a person can check: the document, its title and the exact character span in the original text
+(`GET /documents/{doc_id}` → `text[start:end] == result.text`).
+"""
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The app; it loads `Engine.load(settings)` at start unless an `engine` is given (tests, embedding)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if engine is None:
+            app.state.engine = Engine.load(settings or Settings.from_env())
+        else:
+            app.state.engine = engine
+        info = app.state.engine.snapshot
+        logger.info("serving %d documents, %d chunks from %s", len(info.documents), info.num_chunks, info.path)
+        yield
+
+    app = FastAPI(title="Citeline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    for router in (search.router, documents.router, health.router):
+        app.include_router(router)
+    return app

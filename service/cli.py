@@ -1,0 +1,164 @@
+"""`citeline`: index sources, serve the HTTP API, or search from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from service.settings import Settings, settings_table
+
+logger = logging.getLogger("citeline")
+
+
+class KeyValueFormatter(logging.Formatter):
+    """Structured log lines: `ts=… level=… logger=… msg="…"`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace('"', "'")
+        line = f'ts={self.formatTime(record)} level={record.levelname} logger={record.name} msg="{message}"'
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(KeyValueFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _settings_epilog() -> str:
+    rows = "\n".join(f"  {name:<28} {help_text} (default: {default or 'none'})"
+                     for name, default, help_text in settings_table())
+    return f"settings (environment variables; flags override them):\n{rows}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citeline",
+        description="Retrieval question answering with exact citations over your documents.",
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--index", type=Path, help="index directory (CITELINE_INDEX, default ./index)")
+        sub.add_argument("--model", help="embedding model: default name, local folder (CITELINE_MODEL)")
+        sub.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (CITELINE_LOG_LEVEL)")
+
+    index = commands.add_parser(
+        "index", help="build or update an index from folders and JSONL files",
+        description="Index documents. Re-running on the same index embeds only new or changed documents "
+        "and drops removed ones.",
+    )
+    index.add_argument("sources", nargs="+", help="folders (.txt/.md, recursive) or JSONL files (BEIR corpus.jsonl)")
+    add_common(index)
+    index.add_argument("--chunk-tokens", type=int, help="target passage size in tokens (CITELINE_CHUNK_TOKENS)")
+    index.add_argument("--overlap-sentences", type=int, help="sentences shared by neighbouring passages")
+    index.add_argument("--batch-size", type=int, help="encoding batch size (CITELINE_BATCH_SIZE)")
+    index.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    serve = commands.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs)")
+    add_common(serve)
+    serve.add_argument("--host", help="listen address (CITELINE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (CITELINE_PORT, default 8000)")
+    serve.add_argument("--sources", help="comma-separated sources to index before serving (CITELINE_SOURCES)")
+
+    search = commands.add_parser("search", help="answer one question from the shell, without a server")
+    search.add_argument("question")
+    add_common(search)
+    search.add_argument("-k", type=int, default=5, help="number of passages (1-100, default 5)")
+    search.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    search.add_argument("--json", action="store_true", help="print the same JSON as the HTTP API")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        name: getattr(args, name, None)
+        for name in ("index", "model", "log_level", "host", "port", "sources", "chunk_tokens", "overlap_sentences",
+                     "batch_size")
+    }
+    return Settings.from_env(**overrides)
+
+
+def _run_index(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.embedding import Embedder
+    from service.engine import index_sources
+
+    embedder = Embedder(settings.model, batch_size=settings.batch_size)
+    index_sources(_with_sources(settings, args.sources), embedder, show_progress=not args.quiet)
+    return 0
+
+
+def _with_sources(settings: Settings, sources: Sequence[str]) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, sources=",".join(sources))
+
+
+def _run_serve(settings: Settings) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.engine import Engine
+
+    engine = Engine.load(settings)
+    uvicorn.run(create_app(settings, engine=engine), host=settings.host, port=settings.port,
+                log_level=settings.log_level.lower())
+    return 0
+
+
+def _run_search(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from service.engine import Engine
+    from service.routes.search import search_response
+    from service.schemas import SearchRequest
+
+    try:
+        request = SearchRequest(q=args.question, k=args.k, mode=args.mode)
+    except ValidationError as error:
+        print(f"citeline: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    response = search_response(request, Engine.load(_with_sources(settings, [])))
+    if args.json:
+        print(response.model_dump_json(indent=2))
+        return 0
+    for result in response.results:
+        c = result.citation
+        print(f"{result.rank}. [{c.doc_id} {c.start}:{c.end}] {c.title or ''} (score {result.score:.4f})")
+        print(f"   {' '.join(result.text.split())}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValueError as error:
+        print(f"citeline: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    from indexer.documents import SourceError
+    from indexer.embedding import ModelError
+    from indexer.snapshot import SnapshotError
+
+    try:
+        if args.command == "index":
+            return _run_index(args, settings)
+        if args.command == "serve":
+            return _run_serve(settings)
+        return _run_search(args, settings)
+    except (SnapshotError, SourceError, ModelError, ValueError) as error:
+        print(f"citeline: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""`/search`: ranked passages with citations, by GET query string or POST body."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from service.dependencies import get_engine
+from service.engine import Engine
+from service.retrieval import Hit
+from service.schemas import Citation, Highlight, Scores, SearchRequest, SearchResponse, SearchResult
+
+router = APIRouter(tags=["search"])
+
+
+def _result(hit: Hit) -> SearchResult:
+    return SearchResult(
+        rank=hit.rank,
+        score=hit.score,
+        text=hit.text,
+        citation=Citation(doc_id=hit.doc_id, title=hit.title, source=hit.source, start=hit.start, end=hit.end),
+        highlight=Highlight(text=hit.highlight_text, start=hit.highlight.start, end=hit.highlight.end),
+        scores=Scores(dense=hit.dense, bm25=hit.bm25, fused=hit.fused),
+    )
+
+
+def search_response(request: SearchRequest, engine: Engine) -> SearchResponse:
+    started = time.perf_counter()
+    hits = engine.search(request.q, request.k, request.mode)
+    took_ms = (time.perf_counter() - started) * 1000
+    return SearchResponse(query=request.q, mode=request.mode, took_ms=round(took_ms, 3),
+                          results=[_result(h) for h in hits])
+
+
+@router.get("/search", response_model=SearchResponse, summary="Search with a query string")
+def search_get(
+    request: Annotated[SearchRequest, Query()], engine: Annotated[Engine, Depends(get_engine)]
+) -> SearchResponse:
+    """Rank passages for `q`. Every result's citation satisfies `document.text[start:end] == text`."""
+    return search_response(request, engine)
+
+
+@router.post("/search", response_model=SearchResponse, summary="Search with a JSON body")
+def search_post(request: SearchRequest, engine: Annotated[Engine, Depends(get_engine)]) -> SearchResponse:
+    """Same as `GET /search`, for clients that prefer a JSON body."""
+    return search_response(request, engine)

@@ -1,0 +1,55 @@
+"""All settings in one place: `CITELINE_*` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CITELINE_"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Citeline's configuration. Each field `x` is read from `CITELINE_X`; CLI flags override it."""
+
+    index: Path = _setting(Path("index"), "Index directory (holds CURRENT and snapshots/).")
+    sources: str = _setting("", "Comma-separated folders/JSONL files that `serve` indexes (incrementally) first.")
+    model: str = _setting("all-MiniLM-L6-v2", "Embedding model: the bundled default, a local folder or a cached name.")
+    host: str = _setting("127.0.0.1", "Address `serve` listens on.")
+    port: int = _setting(8000, "Port `serve` listens on.")
+    chunk_tokens: int = _setting(128, "Target passage size in tokens, title included; capped by the model limit.")
+    overlap_sentences: int = _setting(1, "Sentences repeated between consecutive passages of a document.")
+    batch_size: int = _setting(64, "Encoding batch size when indexing.")
+    log_level: str = _setting("INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `CITELINE_*` variables, then the `overrides` that are not None (CLI flags)."""
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            variable = ENV_PREFIX + f.name.upper()
+            raw = environ.get(variable)
+            if not raw:
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError as error:
+                raise ValueError(f"{variable}={raw!r} is not a valid {kind.__name__}") from error
+        return replace(cls(**values), **{k: v for k, v in overrides.items() if v is not None})
+
+    def source_list(self) -> list[str]:
+        """`sources` split into paths."""
+        return [s.strip() for s in self.sources.split(",") if s.strip()]
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting: for `--help` and the README."""
+    return [(ENV_PREFIX + f.name.upper(), str(f.default), f.metadata["help"]) for f in fields(Settings)]
