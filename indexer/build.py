@@ -15,6 +15,7 @@ from indexer.chunking import Chunk, ChunkerConfig, chunk_document, clip_title, e
 from indexer.documents import Document
 from indexer.embedding import Embedder
 from indexer.lexical import BM25Config, LexicalIndex
+from indexer.sentences import normalize_whitespace
 from indexer.snapshot import Snapshot, SnapshotError, load_snapshot, write_snapshot
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def _reusable(index_dir: Path, embedder: Embedder, chunker: ChunkerConfig) -> Sn
 
 
 def chunk_texts(documents: Sequence[Document], chunks: Sequence[Chunk], embedder: Embedder) -> list[str]:
-    """The text embedded and BM25-indexed for each chunk (title line + normalised passage)."""
+    """The text embedded for each chunk: title line + normalised passage."""
     by_id = {d.doc_id: d for d in documents}
     titles = {d.doc_id: clip_title(d.title, embedder.token_counter) for d in documents}
     return [embedding_text(titles[c.doc_id], by_id[c.doc_id].text[c.start : c.end]) for c in chunks]
@@ -95,13 +96,16 @@ def build_index(
                            time.perf_counter() - started)
 
     texts = chunk_texts(documents, chunks, embedder)
+    documents_by_id = {d.doc_id: d for d in documents}
     vectors = np.zeros((len(chunks), embedder.info.dimension), dtype=np.float32)
     if reused_positions:
         vectors[reused_positions] = np.vstack(reused_vectors)
     if pending:
         logger.info("embedding %d chunks", len(pending))
         vectors[pending] = embedder.encode([texts[i] for i in pending], show_progress=show_progress)
-    lexical = LexicalIndex.build(texts, bm25)
+    # BM25 sees the passage alone: a title repeated in every chunk of a document would skew its term statistics.
+    lexical = LexicalIndex.build([normalize_whitespace(documents_by_id[c.doc_id].text[c.start : c.end]) for c in chunks],
+                                 bm25)
     path = write_snapshot(index_dir, list(documents), chunks, vectors, embedder.info, chunker, bm25, lexical)
     report = BuildReport(
         snapshot=path,

@@ -54,7 +54,7 @@ class Chunk:
 
 
 def embedding_text(title: str | None, passage: str) -> str:
-    """What is embedded and BM25-tokenised for a passage: its title line, then the passage, whitespace normalised."""
+    """What is embedded for a passage: its title line, then the passage, whitespace normalised."""
     body = normalize_whitespace(passage)
     return f"{normalize_whitespace(title)}\n{body}" if title else body
 

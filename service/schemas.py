@@ -26,7 +26,7 @@ class SearchRequest(BaseModel):
     k: int = Field(default=5, ge=1, le=100, description="Number of passages to return, 1 to 100.")
     mode: Mode = Field(
         default=Mode.hybrid,
-        description="`hybrid` (dense + BM25, reciprocal rank fusion), `dense` or `bm25`.",
+        description="`hybrid` (dense + BM25: normalised scores, equally weighted), `dense` or `bm25`.",
     )
 
     @field_validator("q")
@@ -67,7 +67,7 @@ class SearchResult(BaseModel):
     """One ranked passage."""
 
     rank: int
-    score: float = Field(description="The ranking score: RRF for hybrid, cosine for dense, BM25 for bm25.")
+    score: float = Field(description="The ranking score: fused (0..1) for hybrid, cosine for dense, BM25 for bm25.")
     text: str
     citation: Citation
     highlight: Highlight

@@ -1,0 +1,131 @@
+"""Built-in evaluation: BEIR folders (document-level) and QA files (passage-level) against a retriever."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from indexer.sentences import normalize_whitespace
+from service.metrics import Judged, summarize
+from service.retrieval import Hit, Mode, Retriever
+
+DEPTH = 100
+
+
+class DatasetError(ValueError):
+    """An evaluation dataset is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One evaluation question with its judgements.
+
+    BEIR: `relevant` maps doc_id -> graded relevance. QA file: `doc_id` and optional `answer`.
+    """
+
+    query_id: str
+    text: str
+    relevant: dict[str, float]
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    kind: str  # "beir" or "qa"
+    queries: list[Query]
+    corpus: Path | None = None  # BEIR corpus.jsonl, for --build
+
+
+def load_beir(folder: Path, split: str = "test") -> Dataset:
+    """A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv (query-id, corpus-id, score)."""
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    for needed in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path):
+        if not needed.is_file():
+            raise DatasetError(f"{folder} is not a BEIR dataset: {needed.name} is missing")
+    qrels: dict[str, dict[str, float]] = {}
+    with qrels_path.open(encoding="utf-8") as handle:
+        for row in csv.reader(handle, delimiter="\t"):
+            if not row or row[0] == "query-id":
+                continue
+            qrels.setdefault(row[0], {})[row[1]] = float(row[2])
+    texts: dict[str, str] = {}
+    with (folder / "queries.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                texts[str(record["_id"])] = record["text"]
+    queries = [Query(qid, texts[qid], rel) for qid, rel in qrels.items() if qid in texts and any(rel.values())]
+    return Dataset(folder.name, "beir", queries, folder / "corpus.jsonl")
+
+
+def load_qa(path: Path) -> Dataset:
+    """A QA file: JSONL lines {"q", "doc_id", "answer"?}; a hit is a passage of doc_id containing answer."""
+    if not path.is_file():
+        raise DatasetError(f"QA file {path} does not exist")
+    queries = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record.get("q"), str) or not isinstance(record.get("doc_id"), str):
+                raise DatasetError(f"{path}:{number}: each line needs string fields 'q' and 'doc_id'")
+            queries.append(Query(str(number), record["q"], {record["doc_id"]: 1.0}, record.get("answer")))
+    return Dataset(path.stem, "qa", queries)
+
+
+def load_dataset(path: Path) -> Dataset:
+    """A BEIR folder or a QA JSONL file, by what `path` is."""
+    if path.is_dir():
+        return load_beir(path)
+    return load_qa(path)
+
+
+def judge_beir(hits: Sequence[Hit], query: Query) -> Judged:
+    """Document-level: a document's rank is the rank of its first passage."""
+    seen: list[str] = []
+    for hit in hits:
+        if hit.doc_id not in seen:
+            seen.append(hit.doc_id)
+    return Judged([query.relevant.get(d, 0.0) for d in seen], list(query.relevant.values()))
+
+
+def judge_qa(hits: Sequence[Hit], query: Query) -> Judged:
+    """Passage-level: relevant when it belongs to the expected document and contains the answer."""
+    answer = normalize_whitespace(query.answer) if query.answer else None
+    gains = [
+        1.0 if hit.doc_id in query.relevant and (answer is None or answer in normalize_whitespace(hit.text)) else 0.0
+        for hit in hits
+    ]
+    return Judged(gains, [1.0])
+
+
+def evaluate(
+    retriever: Retriever,
+    dataset: Dataset,
+    modes: Sequence[Mode],
+    encode_queries: object | None = None,
+    depth: int = DEPTH,
+    show_progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Metrics per mode. Query vectors are encoded once, in batches, and shared by the modes."""
+    texts = [q.text for q in dataset.queries]
+    vectors: np.ndarray | None = None
+    if any(m != Mode.bm25 for m in modes) and callable(encode_queries):
+        vectors = encode_queries(texts)
+    judge = judge_beir if dataset.kind == "beir" else judge_qa
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        judged = []
+        for i, query in enumerate(tqdm(dataset.queries, desc=f"eval {mode.value}", disable=not show_progress)):
+            vector = vectors[i] if vectors is not None else None
+            judged.append(judge(retriever.search(query.text, depth, mode, vector=vector), query))
+        results[mode.value] = {**summarize(judged), "queries": float(len(judged))}
+    return results

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real model is loaded once per test run, and the seeds indexed once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from indexer.documents import Document, load_documents  # noqa: E402
+from indexer.embedding import Embedder  # noqa: E402
+from service.app import create_app  # noqa: E402
+from service.engine import Engine, index_sources  # noqa: E402
+from service.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def seed_documents() -> list[Document]:
+    return load_documents([SEEDS])
+
+
+@pytest.fixture(scope="session")
+def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    index_dir = tmp_path_factory.mktemp("seed-index")
+    index_sources(Settings(index=index_dir, sources=str(SEEDS)), embedder, show_progress=False)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def engine(embedder: Embedder, seed_index: Path) -> Engine:
+    return Engine.load(Settings(index=seed_index), embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(engine=engine)) as test_client:
+        yield test_client
