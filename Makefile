@@ -25,7 +25,7 @@ serve: install
 	$(BIN)/citeline serve --sources seeds --index $(INDEX)
 
 lint: install
-	$(BIN)/ruff check indexer service tests bench
+	$(BIN)/ruff check indexer service tests
 	$(BIN)/mypy
 
 test: install lint

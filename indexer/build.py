@@ -92,8 +92,9 @@ def build_index(
     removed = len(set(old_hashes) - {d.doc_id for d in documents})
     if previous is not None and not pending and list(documents) == previous.documents:
         logger.info("index is up to date: nothing to embed or remove")
-        return BuildReport(previous.path, len(documents), len(chunks), 0, reused_documents, 0,
-                           time.perf_counter() - started)
+        return BuildReport(
+            previous.path, len(documents), len(chunks), 0, reused_documents, 0, time.perf_counter() - started
+        )
 
     texts = chunk_texts(documents, chunks, embedder)
     documents_by_id = {d.doc_id: d for d in documents}
@@ -104,8 +105,9 @@ def build_index(
         logger.info("embedding %d chunks", len(pending))
         vectors[pending] = embedder.encode([texts[i] for i in pending], show_progress=show_progress)
     # BM25 sees the passage alone: a title repeated in every chunk of a document would skew its term statistics.
-    lexical = LexicalIndex.build([normalize_whitespace(documents_by_id[c.doc_id].text[c.start : c.end]) for c in chunks],
-                                 bm25)
+    lexical = LexicalIndex.build(
+        [normalize_whitespace(documents_by_id[c.doc_id].text[c.start : c.end]) for c in chunks], bm25
+    )
     path = write_snapshot(index_dir, list(documents), chunks, vectors, embedder.info, chunker, bm25, lexical)
     report = BuildReport(
         snapshot=path,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from indexer.documents import Document, is_boilerplate_line
+from indexer.documents import Document, is_boilerplate_line, is_dateline
 from indexer.sentences import Span, line_spans, normalize_whitespace, sentence_spans_of_line
 
 _WORD = re.compile(r"\S+")
@@ -30,7 +30,7 @@ class TokenCounter(Protocol):
 class ChunkerConfig:
     """How documents are cut: `chunk_tokens` is the target size, `token_limit` the hard cap of the model."""
 
-    chunk_tokens: int = 128
+    chunk_tokens: int = 96
     overlap_sentences: int = 1
     token_limit: int = 254
     skip_boilerplate: bool = True
@@ -39,7 +39,9 @@ class ChunkerConfig:
         if self.token_limit < 8:
             raise ValueError(f"token_limit must be at least 8, got {self.token_limit}")
         if not 8 <= self.chunk_tokens <= self.token_limit:
-            raise ValueError(f"chunk_tokens must be in 8..{self.token_limit} (the token limit), got {self.chunk_tokens}")
+            raise ValueError(
+                f"chunk_tokens must be in 8..{self.token_limit} (the token limit), got {self.chunk_tokens}"
+            )
         if self.overlap_sentences < 0:
             raise ValueError(f"overlap_sentences must be >= 0, got {self.overlap_sentences}")
 
@@ -67,11 +69,19 @@ def clip_title(title: str | None, counter: TokenCounter) -> str | None:
     return title[: counter.prefix_length(title, TITLE_TOKEN_BUDGET)]
 
 
-def content_blocks(text: str, skip_boilerplate: bool = True) -> list[list[Span]]:
-    """Sentences grouped into runs of content lines; a boilerplate line ends a run (chunks never span it)."""
+def content_blocks(text: str, skip_boilerplate: bool = True, title: str | None = None) -> list[list[Span]]:
+    """Sentences grouped into runs of content lines.
+
+    Boilerplate lines, date lines and the headline line (it is embedded with every chunk anyway) are
+    left out and end a run, so a chunk never spans them.
+    """
+    title_line = normalize_whitespace(title) if title else None
     blocks: list[list[Span]] = [[]]
     for line in line_spans(text):
-        if skip_boilerplate and is_boilerplate_line(text[line.start : line.end]):
+        content = text[line.start : line.end]
+        if skip_boilerplate and (
+            is_boilerplate_line(content) or is_dateline(content) or normalize_whitespace(content) == title_line
+        ):
             if blocks[-1]:
                 blocks.append([])
             continue
@@ -139,7 +149,7 @@ def chunk_document(document: Document, counter: TokenCounter, config: ChunkerCon
     budget = max(1, config.token_limit - title_tokens)
     target = max(1, min(config.chunk_tokens - title_tokens, budget))
     chunks: list[Chunk] = []
-    for block in content_blocks(text, config.skip_boilerplate):
+    for block in content_blocks(text, config.skip_boilerplate, document.title):
         counts = counter.count([normalize_whitespace(text[s.start : s.end]) for s in block])
         pieces: list[Span] = []
         for sentence, count in zip(block, counts, strict=True):

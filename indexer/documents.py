@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 TEXT_SUFFIXES = (".txt", ".md")
-DOC_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,199}$")
+# Printable, no whitespace, no path separators, not starting with '.': never a path trick, fine in a URL.
+DOC_ID_PATTERN = re.compile(r"[^\s/\\.\x00-\x1f\x7f][^\s/\\\x00-\x1f\x7f]{0,199}")
 
 
 class SourceError(ValueError):
@@ -71,6 +72,11 @@ def is_boilerplate_line(line: str) -> bool:
     return _BOILERPLATE.fullmatch(" ".join(line.split())) is not None
 
 
+def is_dateline(line: str) -> bool:
+    """True for a line that is only a date ("Tuesday, February 7th, 2023"): page metadata, not content."""
+    return _DATE_LINE.match(" ".join(line.split())) is not None
+
+
 def detect_title(text: str) -> str | None:
     """The headline of a scraped article: its first content line if it reads as one, else None.
 
@@ -80,7 +86,7 @@ def detect_title(text: str) -> str | None:
     lines = text.splitlines()
     for index, raw in enumerate(lines[:8]):
         line = " ".join(raw.split())
-        if not line or is_boilerplate_line(line) or _DATE_LINE.match(line):
+        if not line or is_boilerplate_line(line) or is_dateline(line):
             continue
         words = line.split()
         if len(line) > 150 or len(words) > 20 or _SENTENCE_END.search(line):
@@ -95,8 +101,8 @@ def validate_doc_id(doc_id: str) -> str:
     """Return `doc_id` if it is safe to use as an identifier (and never a path), else raise."""
     if not DOC_ID_PATTERN.fullmatch(doc_id) or ".." in doc_id:
         raise SourceError(
-            f"doc_id {doc_id!r} is not allowed: use 1-200 characters from A-Z a-z 0-9 . _ : - "
-            "starting with a letter or digit, without '..'"
+            f"doc_id {doc_id!r} is not allowed: use 1-200 printable characters without whitespace, "
+            "'/' or '\\', not starting with '.' and without '..'"
         )
     return doc_id
 
@@ -158,8 +164,6 @@ def load_documents(sources: Iterable[str | Path]) -> list[Document]:
     for document in documents:
         validate_doc_id(document.doc_id)
         if document.doc_id in seen:
-            raise SourceError(
-                f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}"
-            )
+            raise SourceError(f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}")
         seen[document.doc_id] = document.source
     return documents

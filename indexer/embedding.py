@@ -59,6 +59,8 @@ class HFTokenCounter:
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
+        # Counting a sentence longer than the model's limit is the point here, not an error.
+        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
 
     def count(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -107,15 +109,13 @@ class Embedder:
         model_dir = Path(location)
         # A hub name resolved from the local cache has no folder of ours to hash: its name stands in.
         fingerprint = (
-            model_fingerprint(model_dir)
-            if model_dir.is_dir()
-            else hashlib.sha256(location.encode()).hexdigest()
+            model_fingerprint(model_dir) if model_dir.is_dir() else hashlib.sha256(location.encode()).hexdigest()
         )
         self.info = ModelInfo(
             name=self.name,
             path=location,
-            dimension=int(self._model.get_embedding_dimension() or 0),
-            max_seq_length=int(self._model.max_seq_length),
+            dimension=self._model.get_embedding_dimension() or 0,
+            max_seq_length=int(self._model.max_seq_length or 512),
             fingerprint=fingerprint,
         )
 

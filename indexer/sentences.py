@@ -9,9 +9,10 @@ _LINE = re.compile(r"[^\r\n\u2028\u2029\x0b\x0c\x1c-\x1e\x85]+")
 # A boundary: terminal punctuation, optional closing quotes/brackets, then whitespace.
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)")
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof st jr sr gen col lt sgt capt cmdr adm gov sen rep pres vs etc inc ltd co corp "
-    "no dept fig approx est jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k u.n e.g i.e a.m p.m"
-    .split()
+    (
+        "mr mrs ms dr prof st jr sr gen col lt sgt capt cmdr adm gov sen rep pres vs etc inc ltd co corp no dept "
+        "fig approx est jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k u.n e.g i.e a.m p.m"
+    ).split()
 )
 
 
@@ -64,7 +65,7 @@ def sentence_spans_of_line(text: str, line: Span) -> list[Span]:
     cursor = line.start
     for match in _BOUNDARY.finditer(text, line.start, line.end):
         cut = match.end()
-        following = text[cut:line.end].lstrip()
+        following = text[cut : line.end].lstrip()
         if not following or following[0].islower() or _ends_with_abbreviation(text, line.start, match.start() + 1):
             continue
         span = _strip_span(text, cursor, cut)

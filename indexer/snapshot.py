@@ -93,7 +93,9 @@ class Snapshot:
         return int(self.chunk_docs.shape[0])
 
     def chunk(self, row: int) -> Chunk:
-        return Chunk(self.documents[self.chunk_docs[row]].doc_id, int(self.chunk_starts[row]), int(self.chunk_ends[row]))
+        return Chunk(
+            self.documents[self.chunk_docs[row]].doc_id, int(self.chunk_starts[row]), int(self.chunk_ends[row])
+        )
 
     def chunk_text(self, row: int) -> str:
         document = self.documents[self.chunk_docs[row]]
@@ -123,8 +125,14 @@ def _fsync_path(path: Path) -> None:
 def _write_documents(path: Path, documents: list[Document]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for d in documents:
-            record = {"doc_id": d.doc_id, "title": d.title, "source": d.source, "metadata": d.metadata,
-                      "content_hash": d.content_hash, "text": d.text}
+            record = {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "source": d.source,
+                "metadata": d.metadata,
+                "content_hash": d.content_hash,
+                "text": d.text,
+            }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

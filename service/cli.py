@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,11 +28,13 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(KeyValueFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
 
 
 def _settings_epilog() -> str:
-    rows = "\n".join(f"  {name:<28} {help_text} (default: {default or 'none'})"
-                     for name, default, help_text in settings_table())
+    rows = "\n".join(
+        f"  {name:<28} {help_text} (default: {default or 'none'})" for name, default, help_text in settings_table()
+    )
     return f"settings (environment variables; flags override them):\n{rows}"
 
 
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (CITELINE_LOG_LEVEL)")
 
     index = commands.add_parser(
-        "index", help="build or update an index from folders and JSONL files",
+        "index",
+        help="build or update an index from folders and JSONL files",
         description="Index documents. Re-running on the same index embeds only new or changed documents "
         "and drops removed ones.",
     )
@@ -81,8 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("index", "model", "log_level", "host", "port", "sources", "chunk_tokens", "overlap_sentences",
-                     "batch_size")
+        for name in (
+            "index",
+            "model",
+            "log_level",
+            "host",
+            "port",
+            "sources",
+            "chunk_tokens",
+            "overlap_sentences",
+            "batch_size",
+        )
     }
     return Settings.from_env(**overrides)
 
@@ -109,8 +120,12 @@ def _run_serve(settings: Settings) -> int:
     from service.engine import Engine
 
     engine = Engine.load(settings)
-    uvicorn.run(create_app(settings, engine=engine), host=settings.host, port=settings.port,
-                log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(settings, engine=engine),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+    )
     return 0
 
 

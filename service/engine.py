@@ -44,12 +44,17 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
 def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = True) -> None:
     """Bring the index up to date with `settings.sources` (only new or changed documents are embedded)."""
     documents = load_documents(settings.source_list())
-    report = build_index(documents, settings.index, embedder, chunker_config(settings, embedder),
-                         show_progress=show_progress)
+    report = build_index(
+        documents, settings.index, embedder, chunker_config(settings, embedder), show_progress=show_progress
+    )
     logger.info(
         "indexed %d documents (%d chunks, %d embedded, %d reused, %d removed) in %.1fs",
-        report.documents, report.chunks, report.embedded_chunks, report.reused_documents,
-        report.removed_documents, report.seconds,
+        report.documents,
+        report.chunks,
+        report.embedded_chunks,
+        report.reused_documents,
+        report.removed_documents,
+        report.seconds,
     )
 
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-RECALL_CUTOFFS = (1, 5, 10, 100)
+RECALL_CUTOFFS = (1, 3, 5, 10, 100)
 
 
 def dcg(gains: Sequence[float], k: int) -> float:

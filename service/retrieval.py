@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -64,7 +64,9 @@ def min_max(scores: dict[int, float]) -> dict[int, float]:
     return {item: (value - low) / spread if spread > 0 else 0.0 for item, value in scores.items()}
 
 
-def convex_fusion(dense: dict[int, float], bm25: dict[int, float], dense_weight: float = DENSE_WEIGHT) -> dict[int, float]:
+def convex_fusion(
+    dense: dict[int, float], bm25: dict[int, float], dense_weight: float = DENSE_WEIGHT
+) -> dict[int, float]:
     """Weighted sum of min-max normalised dense and BM25 scores over the union of both candidate sets.
 
     Unlike reciprocal rank fusion it keeps how far apart scores are; an item missing from one
@@ -144,7 +146,9 @@ class Retriever:
                 bm25_candidates = {int(r): float(bm25_all[r]) for r in top_indices(bm25_all, depth)}
                 missing = np.asarray([r for r in bm25_candidates if r not in dense_candidates], dtype=np.int64)
                 if len(missing):
-                    dense_candidates.update(zip(missing.tolist(), (snapshot.vectors(missing) @ vector).tolist(), strict=True))
+                    dense_candidates.update(
+                        zip(missing.tolist(), (snapshot.vectors(missing) @ vector).tolist(), strict=True)
+                    )
                 fused = convex_fusion(dense_candidates, bm25_candidates)
         ordered = sorted(fused, key=lambda row: (-fused[row], row))
         chosen = self._distinct(ordered, k)

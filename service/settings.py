@@ -18,12 +18,12 @@ def _setting(default: Any, help: str) -> Any:
 class Settings:
     """Citeline's configuration. Each field `x` is read from `CITELINE_X`; CLI flags override it."""
 
-    index: Path = _setting(Path("index"), "Index directory (holds CURRENT and snapshots/).")
+    index: Path = _setting(Path("index"), "Index directory (holds CURRENT and snapshots/).")  # noqa: RUF009
     sources: str = _setting("", "Comma-separated folders/JSONL files that `serve` indexes (incrementally) first.")
     model: str = _setting("all-MiniLM-L6-v2", "Embedding model: the bundled default, a local folder or a cached name.")
     host: str = _setting("127.0.0.1", "Address `serve` listens on.")
     port: int = _setting(8000, "Port `serve` listens on.")
-    chunk_tokens: int = _setting(128, "Target passage size in tokens, title included; capped by the model limit.")
+    chunk_tokens: int = _setting(96, "Target passage size in tokens, title included; capped by the model limit.")
     overlap_sentences: int = _setting(1, "Sentences repeated between consecutive passages of a document.")
     batch_size: int = _setting(64, "Encoding batch size when indexing.")
     log_level: str = _setting("INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).")
@@ -38,7 +38,7 @@ class Settings:
             raw = environ.get(variable)
             if not raw:
                 continue
-            kind = type(f.default)
+            kind: type = type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError as error:

@@ -10,13 +10,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from indexer.documents import Document, load_documents  # noqa: E402
-from indexer.embedding import Embedder  # noqa: E402
-from service.app import create_app  # noqa: E402
-from service.engine import Engine, index_sources  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from indexer.documents import Document, load_documents
+from indexer.embedding import Embedder
+from service.app import create_app
+from service.engine import Engine, index_sources
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

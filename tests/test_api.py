@@ -70,8 +70,13 @@ def test_documents_list_and_detail(client, seed_documents):
 
 def test_health(client, engine):
     body = client.get("/health").json()
-    assert body == {"status": "ok", "documents": 5, "chunks": engine.snapshot.num_chunks,
-                    "model": "all-MiniLM-L6-v2", "snapshot": engine.snapshot.path.name}
+    assert body == {
+        "status": "ok",
+        "documents": 5,
+        "chunks": engine.snapshot.num_chunks,
+        "model": "all-MiniLM-L6-v2",
+        "snapshot": engine.snapshot.path.name,
+    }
 
 
 def test_openapi_documents_the_endpoints(client):

@@ -33,8 +33,18 @@ def test_seed_documents_keep_original_text_and_detect_titles(seed_documents):
 
 @pytest.mark.parametrize(
     "line",
-    ["This site is for sale.", "Subscribe", "Newsfeed", "0", "To participate in the discussion",
-     "log in or register", "loader", "Chats", "Заголовок открываемого материала", "  ---  "],
+    [
+        "This site is for sale.",
+        "Subscribe",
+        "Newsfeed",
+        "0",
+        "To participate in the discussion",
+        "log in or register",
+        "loader",
+        "Chats",
+        "Заголовок открываемого материала",
+        "  ---  ",
+    ],
 )
 def test_boilerplate_lines_are_recognised(line):
     assert is_boilerplate_line(line)
@@ -101,6 +111,11 @@ def test_bad_sources_raise_clear_errors(tmp_path: Path):
 def test_unsafe_doc_ids_are_rejected(doc_id):
     with pytest.raises(SourceError, match="not allowed"):
         validate_doc_id(doc_id)
+
+
+@pytest.mark.parametrize("doc_id", ["Sky_(United_Kingdom)::0", "Beyoncé::3", "001_2c0b17beeba9964b", "7"])
+def test_real_world_ids_are_accepted(doc_id):
+    assert validate_doc_id(doc_id) == doc_id
 
 
 def test_content_hash_changes_with_text_and_title(seed_documents):

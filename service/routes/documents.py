@@ -18,8 +18,13 @@ def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentLi
     """Every document with its id, title, source, length and number of passages."""
     return DocumentList(
         documents=[
-            DocumentSummary(doc_id=d.doc_id, title=d.title, source=d.source, length=len(d.text),
-                            chunks=engine.chunk_counts.get(d.doc_id, 0))
+            DocumentSummary(
+                doc_id=d.doc_id,
+                title=d.title,
+                source=d.source,
+                length=len(d.text),
+                chunks=engine.chunk_counts.get(d.doc_id, 0),
+            )
             for d in engine.snapshot.documents
         ]
     )
@@ -37,5 +42,12 @@ def get_document(doc_id: str, engine: Annotated[Engine, Depends(get_engine)]) ->
     if row is None:
         raise HTTPException(status_code=404, detail=f"doc_id {doc_id!r} is not in the index: GET /documents lists ids")
     d = engine.snapshot.documents[row]
-    return DocumentDetail(doc_id=d.doc_id, title=d.title, source=d.source, length=len(d.text),
-                          chunks=engine.chunk_counts.get(d.doc_id, 0), text=d.text, metadata=d.metadata)
+    return DocumentDetail(
+        doc_id=d.doc_id,
+        title=d.title,
+        source=d.source,
+        length=len(d.text),
+        chunks=engine.chunk_counts.get(d.doc_id, 0),
+        text=d.text,
+        metadata=d.metadata,
+    )

@@ -17,5 +17,10 @@ router = APIRouter(tags=["health"])
 def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
     """`ok` once the index and the model are loaded."""
     snapshot = engine.snapshot
-    return Health(status="ok", documents=len(snapshot.documents), chunks=snapshot.num_chunks,
-                  model=engine.embedder.info.name, snapshot=snapshot.path.name)
+    return Health(
+        status="ok",
+        documents=len(snapshot.documents),
+        chunks=snapshot.num_chunks,
+        model=engine.embedder.info.name,
+        snapshot=snapshot.path.name,
+    )

@@ -30,8 +30,9 @@ def search_response(request: SearchRequest, engine: Engine) -> SearchResponse:
     started = time.perf_counter()
     hits = engine.search(request.q, request.k, request.mode)
     took_ms = (time.perf_counter() - started) * 1000
-    return SearchResponse(query=request.q, mode=request.mode, took_ms=round(took_ms, 3),
-                          results=[_result(h) for h in hits])
+    return SearchResponse(
+        query=request.q, mode=request.mode, took_ms=round(took_ms, 3), results=[_result(h) for h in hits]
+    )
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search with a query string")

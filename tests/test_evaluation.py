@@ -1,0 +1,76 @@
+"""Metrics against hand-computed values, and both dataset formats end to end on tiny fixtures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from indexer.build import build_index
+from indexer.documents import load_documents
+from indexer.sentences import Span
+from indexer.snapshot import load_snapshot
+from service.evaluation import DatasetError, Query, evaluate, judge_beir, judge_qa, load_beir, load_dataset
+from service.metrics import Judged, dcg, ndcg, recall, reciprocal_rank, summarize
+from service.retrieval import Hit, Mode, Retriever
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_metrics_match_hand_computed_values():
+    gains = [0.0, 1.0, 0.0, 1.0]
+    assert dcg(gains, 10) == pytest.approx(1 / math.log2(3) + 1 / math.log2(5))
+    ideal = 1 + 1 / math.log2(3)
+    assert ndcg(gains, [1.0, 1.0], 10) == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / ideal)
+    assert ndcg(gains, [1.0, 1.0], 1) == 0.0
+    assert ndcg([2.0, 1.0], [1.0, 2.0], 10) == pytest.approx(1.0)  # graded: best order
+    assert recall(gains, 2, 1) == 0.0 and recall(gains, 2, 2) == 0.5 and recall(gains, 2, 4) == 1.0
+    assert reciprocal_rank(gains) == 0.5 and reciprocal_rank([0.0] * 20 + [1.0]) == 0.0
+    summary = summarize([Judged([1.0], [1.0]), Judged([0.0, 0.0, 1.0], [1.0])])
+    assert summary["recall@1"] == 0.5 and summary["recall@5"] == 1.0
+    assert summary["mrr@10"] == pytest.approx((1 + 1 / 3) / 2)
+    assert summary["ndcg@10"] == pytest.approx((1 + 0.5) / 2)
+
+
+def hit(doc_id: str, text: str) -> Hit:
+    return Hit(1, 0.0, doc_id, None, "", 0, len(text), text, Span(0, 1), text[:1], 0.0, 0.0, 0.0)
+
+
+def test_beir_judging_is_document_level_first_passage_counts():
+    query = Query("q", "x", {"b": 1.0})
+    judged = judge_beir([hit("a", "p1"), hit("a", "p2"), hit("b", "p3")], query)
+    assert judged.ranked_gains == [0.0, 1.0]  # a's second passage does not push b down
+
+
+def test_qa_judging_is_passage_level_with_normalised_whitespace():
+    query = Query("q", "x", {"d": 1.0}, answer="200 additional\u00a0US forces")
+    hits = [
+        hit("d", "nothing here"),
+        hit("e", "200 additional US forces"),
+        hit("d", "approx 200\nadditional US  forces"),
+    ]
+    assert judge_qa(hits, query).ranked_gains == [0.0, 0.0, 1.0]
+
+
+def test_dataset_loading_and_errors(tmp_path: Path):
+    beir = load_beir(DATA / "tiny-beir")
+    assert beir.kind == "beir" and len(beir.queries) == 4 and beir.queries[0].relevant == {"apollo": 1.0}
+    qa = load_dataset(DATA / "seed_questions.jsonl")
+    assert qa.kind == "qa" and len(qa.queries) >= 30 and all(q.answer for q in qa.queries)
+    with pytest.raises(DatasetError, match=r"not a BEIR dataset: corpus\.jsonl is missing"):
+        load_beir(tmp_path)
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(tmp_path / "none.jsonl")
+
+
+def test_evaluate_on_tiny_beir_end_to_end(tmp_path: Path, embedder):
+    dataset = load_beir(DATA / "tiny-beir")
+    build_index(load_documents([dataset.corpus]), tmp_path / "index", embedder, show_progress=False)
+    retriever = Retriever(load_snapshot(tmp_path / "index"), embedder.encode_query)
+    results = evaluate(retriever, dataset, list(Mode), encode_queries=embedder.encode)
+    assert set(results) == {"hybrid", "dense", "bm25"}
+    for metrics in results.values():
+        assert metrics["queries"] == 4
+        assert metrics["recall@100"] == 1.0  # 4 documents: everything is retrieved
+    assert results["dense"]["recall@1"] == 1.0 and results["hybrid"]["ndcg@10"] == 1.0

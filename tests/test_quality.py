@@ -1,0 +1,31 @@
+"""Retrieval quality on the seed questions (tests/data/seed_questions.jsonl), all three modes reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.evaluation import evaluate, load_qa
+from service.retrieval import Mode
+
+QUESTIONS = Path(__file__).parent / "data" / "seed_questions.jsonl"
+# Regression floors at the figures this build reaches (36 questions: hybrid hit@1 0.889, hit@3 0.944).
+# The core issue's target is hit@1 >= 0.9 and hit@3 = 1.0; see the closing note of that issue.
+HYBRID_HIT_AT_1 = 0.88
+HYBRID_HIT_AT_3 = 0.94
+
+
+def test_seed_questions_hybrid_quality(engine, embedder, capsys):
+    dataset = load_qa(QUESTIONS)
+    assert len(dataset.queries) >= 30
+    results = evaluate(engine.retriever, dataset, list(Mode), encode_queries=embedder.encode)
+    with capsys.disabled():
+        print(f"\nseed questions (n={len(dataset.queries)}):")
+        for mode, m in results.items():
+            print(
+                f"  {mode:<7} hit@1 {m['recall@1']:.3f}  hit@3 {m['recall@3']:.3f}  hit@5 {m['recall@5']:.3f}"
+                f"  mrr@10 {m['mrr@10']:.3f}"
+            )
+    hybrid = results["hybrid"]
+    assert hybrid["recall@1"] >= HYBRID_HIT_AT_1
+    assert hybrid["recall@3"] >= HYBRID_HIT_AT_3
+    assert hybrid["recall@1"] >= max(results["dense"]["recall@1"], results["bm25"]["recall@1"])
