@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -101,16 +101,21 @@ def _split_by_characters(text: str, span: Span, budget: int, counter: TokenCount
     return pieces
 
 
+def _within_budget(
+    text: str, spans: Sequence[Span], budget: int, counter: TokenCounter, split: Callable[..., list[Span]]
+) -> list[Span]:
+    """`spans` with each one over `budget` tokens replaced by the pieces `split` cuts it into."""
+    counts = counter.count([normalize_whitespace(text[s.start : s.end]) for s in spans])
+    pieces: list[Span] = []
+    for span, count in zip(spans, counts, strict=True):
+        pieces.extend(split(text, span, budget, counter) if count > budget else [span])
+    return pieces
+
+
 def _split_long_span(text: str, span: Span, budget: int, counter: TokenCounter) -> list[Span]:
     """Cut a sentence over the budget at word boundaries (characters for a single giant word)."""
     words = [Span(m.start(), m.end()) for m in _WORD.finditer(text, span.start, span.end)]
-    counts = counter.count([text[w.start : w.end] for w in words])
-    pieces: list[Span] = []
-    for word, count in zip(words, counts, strict=True):
-        if count > budget:
-            pieces.extend(_split_by_characters(text, word, budget, counter))
-        else:
-            pieces.append(word)
+    pieces = _within_budget(text, words, budget, counter, _split_by_characters)
     return _pack(text, pieces, budget, budget, 0, counter)
 
 
@@ -150,13 +155,7 @@ def chunk_document(document: Document, counter: TokenCounter, config: ChunkerCon
     target = max(1, min(config.chunk_tokens - title_tokens, budget))
     chunks: list[Chunk] = []
     for block in content_blocks(text, config.skip_boilerplate, document.title):
-        counts = counter.count([normalize_whitespace(text[s.start : s.end]) for s in block])
-        pieces: list[Span] = []
-        for sentence, count in zip(block, counts, strict=True):
-            if count > budget:
-                pieces.extend(_split_long_span(text, sentence, budget, counter))
-            else:
-                pieces.append(sentence)
+        pieces = _within_budget(text, block, budget, counter, _split_long_span)
         chunks.extend(
             Chunk(document.doc_id, span.start, span.end)
             for span in _pack(text, pieces, target, budget, config.overlap_sentences, counter)
