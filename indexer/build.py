@@ -15,8 +15,8 @@ from indexer.chunking import Chunk, ChunkerConfig, chunk_document, clip_title, e
 from indexer.documents import Document
 from indexer.embedding import Embedder
 from indexer.lexical import BM25Config, LexicalIndex
-from indexer.sentences import normalize_whitespace
-from indexer.snapshot import Snapshot, SnapshotError, load_snapshot, write_snapshot
+from indexer.sentences import normalize_whitespace, sentence_spans
+from indexer.snapshot import IndexContent, Snapshot, SnapshotError, load_snapshot, write_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,84 @@ def _reusable(index_dir: Path, embedder: Embedder, chunker: ChunkerConfig) -> Sn
     return previous
 
 
-def chunk_texts(documents: Sequence[Document], chunks: Sequence[Chunk], embedder: Embedder) -> list[str]:
-    """The text embedded for each chunk: title line + normalised passage."""
-    by_id = {d.doc_id: d for d in documents}
-    titles = {d.doc_id: clip_title(d.title, embedder.token_counter) for d in documents}
-    return [embedding_text(titles[c.doc_id], by_id[c.doc_id].text[c.start : c.end]) for c in chunks]
+@dataclass
+class _DocumentParts:
+    """One document's chunks and sentences; vectors are None until embedded (reused ones are set)."""
+
+    document: Document
+    chunks: list[Chunk]
+    sentences: list[Chunk]
+    chunk_sentences: list[list[int]]  # local sentence indices of each chunk
+    chunk_vectors: np.ndarray | None = None
+    sentence_vectors: np.ndarray | None = None
+
+
+def _split(document: Document, embedder: Embedder, chunker: ChunkerConfig) -> _DocumentParts:
+    chunks = chunk_document(document, embedder.token_counter, chunker)
+    local: dict[tuple[int, int], int] = {}
+    chunk_sentences = []
+    for chunk in chunks:
+        spans = sentence_spans(document.text, chunk.start, chunk.end)
+        chunk_sentences.append([local.setdefault((s.start, s.end), len(local)) for s in spans])
+    sentences = [Chunk(document.doc_id, start, end) for start, end in local]
+    return _DocumentParts(document, chunks, sentences, chunk_sentences)
+
+
+def _reuse(document: Document, previous: Snapshot, chunk_rows: list[int], sentence_rows: list[int]) -> _DocumentParts:
+    local = {old: new for new, old in enumerate(sentence_rows)}
+    return _DocumentParts(
+        document,
+        chunks=[previous.chunk(r) for r in chunk_rows],
+        sentences=[
+            Chunk(document.doc_id, int(previous.sentence_starts[r]), int(previous.sentence_ends[r]))
+            for r in sentence_rows
+        ],
+        chunk_sentences=[[local[int(s)] for s in previous.sentence_rows_of(r)] for r in chunk_rows],
+        chunk_vectors=previous.vectors(np.asarray(chunk_rows, dtype=np.int64)),
+        sentence_vectors=previous.sentence_matrix[np.asarray(sentence_rows, dtype=np.int64)],
+    )
+
+
+def _embed_missing(parts: list[_DocumentParts], embedder: Embedder, show_progress: bool) -> int:
+    """Embed the chunks (title line + passage) and sentences of parts that have no vectors yet."""
+    todo = [p for p in parts if p.chunk_vectors is None]
+    if not todo:
+        return 0
+    passages = [p.document.text[c.start : c.end] for p in todo for c in p.chunks]
+    titles = [clip_title(p.document.title, embedder.token_counter) for p in todo for _ in p.chunks]
+    sentences = [normalize_whitespace(p.document.text[s.start : s.end]) for p in todo for s in p.sentences]
+    logger.info("embedding %d chunks and %d sentences", len(passages), len(sentences))
+    chunk_vectors = embedder.encode(
+        [embedding_text(t, x) for t, x in zip(titles, passages, strict=True)], show_progress=show_progress
+    )
+    sentence_vectors = embedder.encode(sentences, show_progress=show_progress)
+    chunk_at, sentence_at = 0, 0
+    for part in todo:
+        part.chunk_vectors = chunk_vectors[chunk_at : chunk_at + len(part.chunks)]
+        part.sentence_vectors = sentence_vectors[sentence_at : sentence_at + len(part.sentences)]
+        chunk_at += len(part.chunks)
+        sentence_at += len(part.sentences)
+    return len(passages)
+
+
+def _assemble(parts: list[_DocumentParts], dimension: int) -> IndexContent:
+    chunks: list[Chunk] = []
+    sentences: list[Chunk] = []
+    chunk_sentences: list[list[int]] = []
+    for part in parts:
+        offset = len(sentences)
+        chunks.extend(part.chunks)
+        sentences.extend(part.sentences)
+        chunk_sentences.extend([offset + i for i in rows] for rows in part.chunk_sentences)
+    empty = np.zeros((0, dimension), dtype=np.float32)
+    return IndexContent(
+        documents=[p.document for p in parts],
+        chunks=chunks,
+        chunk_vectors=np.vstack([empty] + [p.chunk_vectors for p in parts if p.chunk_vectors is not None]),
+        sentences=sentences,
+        sentence_vectors=np.vstack([empty] + [p.sentence_vectors for p in parts if p.sentence_vectors is not None]),
+        chunk_sentences=chunk_sentences,
+    )
 
 
 def build_index(
@@ -70,50 +143,38 @@ def build_index(
         raise ValueError(f"token_limit {chunker.token_limit} exceeds the model's limit {embedder.token_limit}")
     previous = _reusable(index_dir, embedder, chunker)
     old_hashes = previous.manifest.documents if previous else {}
-    old_rows = previous.chunk_rows_by_doc() if previous else {}
+    old_chunks = previous.chunk_rows_by_doc() if previous else {}
+    old_sentences = previous.sentences_by_doc() if previous else {}
 
-    chunks: list[Chunk] = []
-    pending: list[int] = []  # positions in `chunks` that need embedding
-    reused_vectors: list[np.ndarray] = []
-    reused_positions: list[int] = []
-    reused_documents = 0
+    parts: list[_DocumentParts] = []
     for document in tqdm(documents, desc="chunking", unit="doc", disable=not show_progress):
         if previous is not None and old_hashes.get(document.doc_id) == document.content_hash:
-            rows = np.asarray(old_rows.get(document.doc_id, []), dtype=np.int64)
-            reused_positions.extend(range(len(chunks), len(chunks) + len(rows)))
-            chunks.extend(previous.chunk(int(r)) for r in rows)
-            reused_vectors.append(previous.vectors(rows))
-            reused_documents += 1
-            continue
-        new_chunks = chunk_document(document, embedder.token_counter, chunker)
-        pending.extend(range(len(chunks), len(chunks) + len(new_chunks)))
-        chunks.extend(new_chunks)
-
+            parts.append(
+                _reuse(document, previous, old_chunks.get(document.doc_id, []), old_sentences.get(document.doc_id, []))
+            )
+        else:
+            parts.append(_split(document, embedder, chunker))
+    reused_documents = sum(1 for p in parts if p.chunk_vectors is not None)
     removed = len(set(old_hashes) - {d.doc_id for d in documents})
-    if previous is not None and not pending and list(documents) == previous.documents:
+    if previous is not None and reused_documents == len(parts) and list(documents) == previous.documents:
         logger.info("index is up to date: nothing to embed or remove")
         return BuildReport(
-            previous.path, len(documents), len(chunks), 0, reused_documents, 0, time.perf_counter() - started
+            previous.path, len(documents), previous.num_chunks, 0, reused_documents, 0, time.perf_counter() - started
         )
 
-    texts = chunk_texts(documents, chunks, embedder)
-    documents_by_id = {d.doc_id: d for d in documents}
-    vectors = np.zeros((len(chunks), embedder.info.dimension), dtype=np.float32)
-    if reused_positions:
-        vectors[reused_positions] = np.vstack(reused_vectors)
-    if pending:
-        logger.info("embedding %d chunks", len(pending))
-        vectors[pending] = embedder.encode([texts[i] for i in pending], show_progress=show_progress)
+    embedded = _embed_missing(parts, embedder, show_progress)
+    content = _assemble(parts, embedder.info.dimension)
     # BM25 sees the passage alone: a title repeated in every chunk of a document would skew its term statistics.
+    by_id = {d.doc_id: d for d in documents}
     lexical = LexicalIndex.build(
-        [normalize_whitespace(documents_by_id[c.doc_id].text[c.start : c.end]) for c in chunks], bm25
+        [normalize_whitespace(by_id[c.doc_id].text[c.start : c.end]) for c in content.chunks], bm25
     )
-    path = write_snapshot(index_dir, list(documents), chunks, vectors, embedder.info, chunker, bm25, lexical)
+    path = write_snapshot(index_dir, content, embedder.info, chunker, bm25, lexical)
     report = BuildReport(
         snapshot=path,
         documents=len(documents),
-        chunks=len(chunks),
-        embedded_chunks=len(pending),
+        chunks=len(content.chunks),
+        embedded_chunks=embedded,
         reused_documents=reused_documents,
         removed_documents=removed,
         seconds=time.perf_counter() - started,

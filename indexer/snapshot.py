@@ -5,8 +5,11 @@ Layout of an index directory:
     INDEX/CURRENT                    name of the live snapshot (replaced atomically)
     INDEX/snapshots/<name>/manifest.json
                           documents.jsonl   original text, title, source, metadata, content hash
-                          chunks.npz        per chunk: document row, start, end (offsets into the text)
+                          chunks.npz        per chunk: document row, start, end (offsets into the text),
+                                            and its sentences (CSR: sentence_ptr, sentence_rows)
+                          sentences.npz     per sentence: document row, start, end
                           dense.faiss       FAISS inner-product index of the normalised chunk vectors
+                          sentences.faiss   the same for the sentences of the chunks
                           bm25/             bm25s index of the same chunks
 """
 
@@ -83,10 +86,26 @@ class Snapshot:
     chunk_ends: np.ndarray  # int64
     dense: faiss.Index
     lexical: LexicalIndex
+    sentence_docs: np.ndarray  # int32
+    sentence_starts: np.ndarray  # int64
+    sentence_ends: np.ndarray  # int64
+    sentence_dense: faiss.Index
+    chunk_sentence_ptr: np.ndarray  # int64, len num_chunks + 1: sentences of chunk r are rows[ptr[r]:ptr[r+1]]
+    chunk_sentence_rows: np.ndarray  # int64
     doc_rows: dict[str, int] = field(init=False)
+    chunk_matrix: np.ndarray = field(init=False)
+    sentence_matrix: np.ndarray = field(init=False)
+    sentence_chunks: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.doc_rows = {d.doc_id: row for row, d in enumerate(self.documents)}
+        self.chunk_matrix = flat_vectors(self.dense)
+        self.sentence_matrix = flat_vectors(self.sentence_dense)
+        # First chunk holding each sentence (to map a sentence hit back to a passage).
+        owners = np.repeat(np.arange(self.num_chunks), np.diff(self.chunk_sentence_ptr))
+        first = np.full(len(self.sentence_docs), -1, dtype=np.int64)
+        first[self.chunk_sentence_rows[::-1]] = owners[::-1]
+        self.sentence_chunks = first
 
     @property
     def num_chunks(self) -> int:
@@ -108,10 +127,39 @@ class Snapshot:
         return rows
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
-        """Stored vectors of the given chunk rows (flat index: exact)."""
-        if len(rows) == 0:
-            return np.zeros((0, self.dense.d), dtype=np.float32)
-        return np.vstack([self.dense.reconstruct(int(r)) for r in rows]).astype(np.float32)
+        """Stored vectors of the given chunk rows."""
+        return self.chunk_matrix[np.asarray(rows, dtype=np.int64)]
+
+    def sentence_rows_of(self, row: int) -> np.ndarray:
+        """Sentence rows of chunk `row`, in text order."""
+        return self.chunk_sentence_rows[self.chunk_sentence_ptr[row] : self.chunk_sentence_ptr[row + 1]]
+
+    def sentences_by_doc(self) -> dict[str, list[int]]:
+        rows: dict[str, list[int]] = {}
+        for row, doc_row in enumerate(self.sentence_docs.tolist()):
+            rows.setdefault(self.documents[doc_row].doc_id, []).append(row)
+        return rows
+
+
+def flat_vectors(index: faiss.Index) -> np.ndarray:
+    """The vectors of a flat FAISS index as an (n, d) array (a view, no copy)."""
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    if isinstance(index, faiss.IndexFlat):
+        return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
+    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class IndexContent:
+    """Everything a snapshot stores, in memory, before it is written."""
+
+    documents: list[Document]
+    chunks: list[Chunk]
+    chunk_vectors: np.ndarray
+    sentences: list[Chunk]  # sentence spans, same (doc_id, start, end) shape as chunks
+    sentence_vectors: np.ndarray
+    chunk_sentences: list[list[int]]  # sentence rows of each chunk
 
 
 def _fsync_path(path: Path) -> None:
@@ -144,11 +192,15 @@ def _read_documents(path: Path) -> list[Document]:
         ]
 
 
+def _flat_index(vectors: np.ndarray, dimension: int) -> faiss.Index:
+    index = faiss.IndexFlatIP(dimension)
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
 def write_snapshot(
     index_dir: Path,
-    documents: list[Document],
-    chunks: list[Chunk],
-    vectors: np.ndarray,
+    content: IndexContent,
     model: ModelInfo,
     chunker: ChunkerConfig,
     bm25: BM25Config,
@@ -158,8 +210,13 @@ def write_snapshot(
 
     A crash at any moment leaves CURRENT naming the previous complete snapshot (or no index at all).
     """
-    if vectors.shape != (len(chunks), model.dimension):
-        raise ValueError(f"vectors shape {vectors.shape} does not match {len(chunks)} chunks x {model.dimension}")
+    documents, chunks, sentences = content.documents, content.chunks, content.sentences
+    for what, vectors, items in (
+        ("chunk", content.chunk_vectors, chunks),
+        ("sentence", content.sentence_vectors, sentences),
+    ):
+        if vectors.shape != (len(items), model.dimension):
+            raise ValueError(f"{what} vectors {vectors.shape} do not match {len(items)} x {model.dimension}")
     snapshots = index_dir / SNAPSHOTS_DIR
     snapshots.mkdir(parents=True, exist_ok=True)
     created = datetime.now(UTC)
@@ -174,10 +231,17 @@ def write_snapshot(
             doc=np.array([doc_rows[c.doc_id] for c in chunks], dtype=np.int32),
             start=np.array([c.start for c in chunks], dtype=np.int64),
             end=np.array([c.end for c in chunks], dtype=np.int64),
+            sentence_ptr=np.cumsum([0] + [len(rows) for rows in content.chunk_sentences], dtype=np.int64),
+            sentence_rows=np.array([r for rows in content.chunk_sentences for r in rows], dtype=np.int64),
         )
-        dense = faiss.IndexFlatIP(model.dimension)
-        dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        faiss.write_index(dense, str(staging / "dense.faiss"))
+        np.savez(
+            staging / "sentences.npz",
+            doc=np.array([doc_rows[s.doc_id] for s in sentences], dtype=np.int32),
+            start=np.array([s.start for s in sentences], dtype=np.int64),
+            end=np.array([s.end for s in sentences], dtype=np.int64),
+        )
+        faiss.write_index(_flat_index(content.chunk_vectors, model.dimension), str(staging / "dense.faiss"))
+        faiss.write_index(_flat_index(content.sentence_vectors, model.dimension), str(staging / "sentences.faiss"))
         lexical.save(staging / "bm25")
         manifest = Manifest(
             format_version=FORMAT_VERSION,
@@ -185,7 +249,7 @@ def write_snapshot(
             model=model,
             chunker=chunker,
             bm25=bm25,
-            counts={"documents": len(documents), "chunks": len(chunks)},
+            counts={"documents": len(documents), "chunks": len(chunks), "sentences": len(sentences)},
             documents={d.doc_id: d.content_hash for d in documents},
         )
         # The manifest goes last: a folder with a manifest is complete.
@@ -228,16 +292,34 @@ def load_snapshot(index_dir: Path) -> Snapshot:
     path = current_snapshot_path(index_dir)
     manifest = Manifest.from_json((path / "manifest.json").read_text(encoding="utf-8"))
     documents = _read_documents(path / "documents.jsonl")
-    with np.load(path / "chunks.npz") as arrays:
-        chunk_docs, starts, ends = arrays["doc"], arrays["start"], arrays["end"]
-    dense = faiss.read_index(str(path / "dense.faiss"))
-    lexical = LexicalIndex.load(path / "bm25", manifest.bm25)
-    if not (dense.ntotal == lexical.num_chunks == len(chunk_docs) == manifest.counts["chunks"]):
-        raise SnapshotError(
-            f"snapshot {path} is inconsistent: {dense.ntotal} vectors, {lexical.num_chunks} BM25 rows, "
-            f"{len(chunk_docs)} chunks, manifest says {manifest.counts['chunks']}"
+    with np.load(path / "chunks.npz") as chunks, np.load(path / "sentences.npz") as sentences:
+        snapshot = Snapshot(
+            path=path,
+            manifest=manifest,
+            documents=documents,
+            chunk_docs=chunks["doc"],
+            chunk_starts=chunks["start"],
+            chunk_ends=chunks["end"],
+            dense=faiss.read_index(str(path / "dense.faiss")),
+            lexical=LexicalIndex.load(path / "bm25", manifest.bm25),
+            sentence_docs=sentences["doc"],
+            sentence_starts=sentences["start"],
+            sentence_ends=sentences["end"],
+            sentence_dense=faiss.read_index(str(path / "sentences.faiss")),
+            chunk_sentence_ptr=chunks["sentence_ptr"],
+            chunk_sentence_rows=chunks["sentence_rows"],
         )
-    return Snapshot(path, manifest, documents, chunk_docs, starts, ends, dense, lexical)
+    counts = manifest.counts
+    if not (
+        snapshot.dense.ntotal == snapshot.lexical.num_chunks == snapshot.num_chunks == counts["chunks"]
+        and snapshot.sentence_dense.ntotal == len(snapshot.sentence_docs) == counts["sentences"]
+    ):
+        raise SnapshotError(
+            f"snapshot {path} is inconsistent: {snapshot.dense.ntotal} vectors, {snapshot.lexical.num_chunks} "
+            f"BM25 rows, {snapshot.num_chunks} chunks, {snapshot.sentence_dense.ntotal} sentence vectors; "
+            f"manifest says {counts}"
+        )
+    return snapshot
 
 
 def prune_snapshots(index_dir: Path, keep: int = KEEP_SNAPSHOTS) -> None:

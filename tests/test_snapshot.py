@@ -31,7 +31,28 @@ def test_manifest_records_model_chunker_hashes_and_counts(seed_index: Path, embe
     assert manifest.documents == {d.doc_id: d.content_hash for d in seed_documents}
     assert manifest.counts["documents"] == 5 and manifest.counts["chunks"] == load_snapshot(seed_index).num_chunks
     path = current_snapshot_path(seed_index)
-    assert {p.name for p in path.iterdir()} == {"manifest.json", "documents.jsonl", "chunks.npz", "dense.faiss", "bm25"}
+    assert {p.name for p in path.iterdir()} == {
+        "manifest.json",
+        "documents.jsonl",
+        "chunks.npz",
+        "dense.faiss",
+        "bm25",
+        "sentences.npz",
+        "sentences.faiss",
+    }
+
+
+def test_every_chunk_knows_its_sentences_exactly(seed_index: Path):
+    snap = load_snapshot(seed_index)
+    assert snap.sentence_dense.ntotal == len(snap.sentence_docs) == snap.manifest.counts["sentences"]
+    for row in range(snap.num_chunks):
+        rows = snap.sentence_rows_of(row)
+        assert len(rows) > 0
+        spans = [(int(snap.sentence_starts[r]), int(snap.sentence_ends[r])) for r in rows]
+        assert all(snap.sentence_docs[r] == snap.chunk_docs[row] for r in rows)
+        assert spans[0][0] == snap.chunk_starts[row] and spans[-1][1] == snap.chunk_ends[row]
+        assert spans == sorted(spans)
+        assert all(snap.chunk_starts[row] <= start < end <= snap.chunk_ends[row] for start, end in spans)
 
 
 def test_reindexing_embeds_only_what_changed(tmp_path: Path, embedder, small_docs):
@@ -56,6 +77,9 @@ def test_reindexing_embeds_only_what_changed(tmp_path: Path, embedder, small_doc
     import numpy as np
 
     assert np.allclose(snap.vectors(np.arange(snap.num_chunks)), other.vectors(np.arange(other.num_chunks)), atol=1e-5)
+    assert np.allclose(snap.sentence_matrix, other.sentence_matrix, atol=1e-5)
+    assert np.array_equal(snap.chunk_sentence_ptr, other.chunk_sentence_ptr)
+    assert np.array_equal(snap.chunk_sentence_rows, other.chunk_sentence_rows)
 
 
 def test_changed_chunker_settings_rebuild_everything(tmp_path: Path, embedder, small_docs):
