@@ -1,9 +1,11 @@
-"""`citeline`: index sources, serve the HTTP API, or search from the shell."""
+"""`citeline`: index sources, serve the HTTP API, search or evaluate from the shell."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,7 +79,56 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=5, help="number of passages (1-100, default 5)")
     search.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
     search.add_argument("--json", action="store_true", help="print the same JSON as the HTTP API")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure retrieval quality on a BEIR folder or a QA file",
+        description="Run every query of DATASET and print nDCG@10, recall@1/3/5/10/100 and MRR@10. "
+        "DATASET is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv; judged per document, "
+        "a document ranks where its first passage does) or a QA JSONL file of {q, doc_id, answer?} "
+        "(judged per passage: a passage of doc_id that contains answer).",
+    )
+    evaluate.add_argument("dataset", type=Path)
+    add_common(evaluate)
+    evaluate.add_argument("--mode", choices=["hybrid", "dense", "bm25", "all"], default="all")
+    evaluate.add_argument("--k", type=int, default=100, help="passages retrieved per query (default 100)")
+    evaluate.add_argument("--build", action="store_true", help="index the BEIR corpus into --index first")
+    evaluate.add_argument("--sample", type=int, help="evaluate a fixed random sample of N queries (seed 0)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return parser
+
+
+def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from indexer.embedding import Embedder
+    from service.engine import Engine, index_sources
+    from service.evaluation import evaluate, load_dataset
+    from service.retrieval import Mode
+
+    dataset = load_dataset(args.dataset)
+    if args.sample and args.sample < len(dataset.queries):
+        dataset = replace(dataset, queries=random.Random(0).sample(dataset.queries, args.sample))
+    embedder = Embedder(settings.model, batch_size=settings.batch_size)
+    if args.build:
+        if dataset.corpus is None:
+            print("citeline: --build needs a BEIR folder (a QA file has no corpus)", file=sys.stderr)
+            return 2
+        index_sources(_with_sources(settings, [str(dataset.corpus)]), embedder)
+    engine = Engine.load(_with_sources(settings, []), embedder=embedder)
+    modes = list(Mode) if args.mode == "all" else [Mode(args.mode)]
+    results = evaluate(
+        engine.retriever, dataset, modes, encode_queries=embedder.encode, depth=args.k, show_progress=True
+    )
+    if args.json:
+        print(json.dumps({"dataset": dataset.name, "kind": dataset.kind, "results": results}, indent=2))
+        return 0
+    columns = ["ndcg@10", "recall@1", "recall@3", "recall@5", "recall@10", "recall@100", "mrr@10"]
+    print(f"{dataset.name} ({dataset.kind}, {len(dataset.queries)} queries)")
+    print(f"{'mode':<8}" + "".join(f"{c:>12}" for c in columns))
+    for mode, metrics in results.items():
+        print(f"{mode:<8}" + "".join(f"{metrics[c]:>12.3f}" for c in columns))
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -163,14 +214,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from indexer.documents import SourceError
     from indexer.embedding import ModelError
     from indexer.snapshot import SnapshotError
+    from service.evaluation import DatasetError
 
     try:
         if args.command == "index":
             return _run_index(args, settings)
         if args.command == "serve":
             return _run_serve(settings)
+        if args.command == "eval":
+            return _run_eval(args, settings)
         return _run_search(args, settings)
-    except (SnapshotError, SourceError, ModelError, ValueError) as error:
+    except (SnapshotError, SourceError, ModelError, DatasetError, ValueError) as error:
         print(f"citeline: error: {error}", file=sys.stderr)
         return 2
 

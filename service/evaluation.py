@@ -98,12 +98,17 @@ def judge_beir(hits: Sequence[Hit], query: Query) -> Judged:
 
 
 def judge_qa(hits: Sequence[Hit], query: Query) -> Judged:
-    """Passage-level: relevant when it belongs to the expected document and contains the answer."""
+    """Passage-level: relevant when it belongs to the expected document and contains the answer.
+
+    The question has one answer: only the first passage that holds it counts (overlapping passages
+    may hold it twice), so the metrics stay within [0, 1].
+    """
     answer = normalize_whitespace(query.answer) if query.answer else None
-    gains = [
-        1.0 if hit.doc_id in query.relevant and (answer is None or answer in normalize_whitespace(hit.text)) else 0.0
-        for hit in hits
-    ]
+    gains = [0.0] * len(hits)
+    for rank, hit in enumerate(hits):
+        if hit.doc_id in query.relevant and (answer is None or answer in normalize_whitespace(hit.text)):
+            gains[rank] = 1.0
+            break
     return Judged(gains, [1.0])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def test_qa_judging_is_passage_level_with_normalised_whitespace():
         hit("d", "approx 200\nadditional US  forces"),
     ]
     assert judge_qa(hits, query).ranked_gains == [0.0, 0.0, 1.0]
+    # a second passage holding the same answer does not count twice (nDCG stays <= 1)
+    twice = judge_qa([*hits, hit("d", "200 additional US forces")], query)
+    assert twice.ranked_gains == [0.0, 0.0, 1.0, 0.0]
 
 
 def test_dataset_loading_and_errors(tmp_path: Path):
@@ -74,3 +78,17 @@ def test_evaluate_on_tiny_beir_end_to_end(tmp_path: Path, embedder):
         assert metrics["queries"] == 4
         assert metrics["recall@100"] == 1.0  # 4 documents: everything is retrieved
     assert results["dense"]["recall@1"] == 1.0 and results["hybrid"]["ndcg@10"] == 1.0
+
+
+def test_cli_eval_builds_and_prints_a_table(tmp_path: Path, capsys):
+    from service.cli import main
+
+    index = str(tmp_path / "index")
+    assert main(["eval", str(DATA / "tiny-beir"), "--build", "--index", index, "--mode", "hybrid"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-beir (beir, 4 queries)" in out and "hybrid" in out and "ndcg@10" in out
+    assert main(["eval", str(DATA / "seed_questions.jsonl"), "--index", index, "--json", "--sample", "3"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["kind"] == "qa" and set(body["results"]) == {"hybrid", "dense", "bm25"}
+    for metrics in body["results"].values():
+        assert metrics["queries"] == 3 and 0.0 <= metrics["ndcg@10"] <= 1.0
