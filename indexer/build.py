@@ -34,12 +34,15 @@ class BuildReport:
     seconds: float
 
 
-def _reusable(index_dir: Path, embedder: Embedder, chunker: ChunkerConfig) -> Snapshot | None:
-    """The current snapshot if its chunks and vectors can be reused by this build, else None."""
-    try:
-        previous = load_snapshot(index_dir)
-    except SnapshotError:
-        return None
+def _reusable(
+    index_dir: Path, embedder: Embedder, chunker: ChunkerConfig, previous: Snapshot | None
+) -> Snapshot | None:
+    """The current snapshot (`previous`, or loaded) if its chunks and vectors can be reused, else None."""
+    if previous is None:
+        try:
+            previous = load_snapshot(index_dir)
+        except SnapshotError:
+            return None
     manifest = previous.manifest
     if manifest.model.fingerprint != embedder.info.fingerprint or manifest.chunker != chunker:
         logger.info("index rebuilt from scratch: model or chunker settings changed")
@@ -134,14 +137,19 @@ def build_index(
     chunker: ChunkerConfig | None = None,
     bm25: BM25Config | None = None,
     show_progress: bool = True,
+    previous: Snapshot | None = None,
 ) -> BuildReport:
-    """Index `documents` into a new snapshot of `index_dir`; unchanged documents keep their vectors."""
+    """Index `documents` into a new snapshot of `index_dir`; unchanged documents keep their vectors.
+
+    `previous` is the live snapshot when the caller has it loaded already (a running service), so it
+    is not read from disk again.
+    """
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig(token_limit=embedder.token_limit)
     bm25 = bm25 or BM25Config()
     if chunker.token_limit > embedder.token_limit:
         raise ValueError(f"token_limit {chunker.token_limit} exceeds the model's limit {embedder.token_limit}")
-    previous = _reusable(index_dir, embedder, chunker)
+    previous = _reusable(index_dir, embedder, chunker, previous)
     old_hashes = previous.manifest.documents if previous else {}
     old_chunks = previous.chunk_rows_by_doc() if previous else {}
     old_sentences = previous.sentences_by_doc() if previous else {}

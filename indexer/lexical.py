@@ -12,6 +12,7 @@ import numpy as np
 import Stemmer
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)
+_EMPTY_MARKER = "EMPTY"  # bm25s cannot index zero documents: an empty collection is saved as this file
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,16 @@ class BM25Config:
 
 
 class LexicalIndex:
-    """A bm25s index plus the tokenizer settings it was built with."""
+    """A bm25s index plus the tokenizer settings it was built with (no bm25s index for an empty collection)."""
 
-    def __init__(self, retriever: bm25s.BM25, config: BM25Config) -> None:
+    def __init__(self, retriever: bm25s.BM25 | None, config: BM25Config) -> None:
         self._retriever = retriever
         self.config = config
         self._stemmer = Stemmer.Stemmer(config.stemmer) if config.stemmer else None
+        if retriever is None:
+            self.num_chunks = 0
+            self._idf = np.zeros(0)
+            return
         indptr = np.asarray(retriever.scores["indptr"])
         self.num_chunks = int(retriever.scores["num_docs"])
         document_frequency = np.diff(indptr).astype(np.float64)
@@ -38,6 +43,8 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, texts: Sequence[str], config: BM25Config) -> LexicalIndex:
+        if not texts:
+            return cls(None, config)
         stemmer = Stemmer.Stemmer(config.stemmer) if config.stemmer else None
         tokens = bm25s.tokenize(list(texts), stopwords=config.stopwords, stemmer=stemmer, show_progress=False)
         retriever = bm25s.BM25(k1=config.k1, b=config.b)
@@ -45,10 +52,16 @@ class LexicalIndex:
         return cls(retriever, config)
 
     def save(self, directory: Path) -> None:
+        if self._retriever is None:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / _EMPTY_MARKER).write_text("no chunks\n", encoding="utf-8")
+            return
         self._retriever.save(str(directory), show_progress=False)
 
     @classmethod
     def load(cls, directory: Path, config: BM25Config) -> LexicalIndex:
+        if (directory / _EMPTY_MARKER).is_file():
+            return cls(None, config)
         return cls(bm25s.BM25.load(str(directory), mmap=False), config)
 
     def terms(self, text: str) -> list[str]:
@@ -60,15 +73,17 @@ class LexicalIndex:
 
     def query_token_ids(self, text: str) -> list[int]:
         """Vocabulary ids of the query's terms; terms the collection never uses are left out."""
+        if self._retriever is None:
+            return []
         return self._retriever.get_tokens_ids(self.terms(text))
 
     def scores(self, token_ids: Sequence[int]) -> np.ndarray:
         """BM25 score of every chunk for the query, shape (num_chunks,)."""
-        if not token_ids or self.num_chunks == 0:
+        if not token_ids or self._retriever is None:
             return np.zeros(self.num_chunks, dtype=np.float32)
         return np.asarray(self._retriever.get_scores_from_ids(list(token_ids)), dtype=np.float32)
 
     def idf(self, terms: Sequence[str]) -> dict[str, float]:
         """Inverse document frequency of each term over the chunks (0 for unknown terms)."""
-        vocab = self._retriever.vocab_dict
+        vocab = self._retriever.vocab_dict if self._retriever is not None else {}
         return {t: float(self._idf[vocab[t]]) if t in vocab else 0.0 for t in terms}

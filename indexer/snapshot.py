@@ -15,10 +15,13 @@ Layout of an index directory:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +37,7 @@ from indexer.lexical import BM25Config, LexicalIndex
 
 FORMAT_VERSION = 1
 CURRENT_FILE = "CURRENT"
+LOCK_FILE = ".write.lock"
 SNAPSHOTS_DIR = "snapshots"
 KEEP_SNAPSHOTS = 2
 
@@ -270,6 +274,21 @@ def write_snapshot(
     _fsync_path(index_dir)
     prune_snapshots(index_dir)
     return final
+
+
+@contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """Hold the index's writer lock: one writer at a time per index, across processes (a service and the CLI).
+
+    Readers never take it: they read complete snapshots only.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def current_snapshot_path(index_dir: Path) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.engine import Engine
+from service.limits import BodySizeLimit
 from service.routes import documents, health, search
 from service.settings import Settings
 
@@ -21,20 +24,39 @@ a person can check: the document, its title and the exact character span in the 
 """
 
 
+async def _follow_index(engine: Engine, every_seconds: float) -> None:
+    """Swap in snapshots written by another process (`citeline index` on the served index)."""
+    if every_seconds <= 0:
+        return
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await asyncio.to_thread(engine.refresh)
+        except Exception:  # a broken new snapshot must not stop serving the loaded one
+            logger.exception("could not load the index's new snapshot; still serving %s", engine.snapshot.path.name)
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """The app; it loads `Engine.load(settings)` at start unless an `engine` is given (tests, embedding)."""
+    settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if engine is None:
-            app.state.engine = Engine.load(settings or Settings.from_env())
+            app.state.engine = Engine.load(settings)
         else:
             app.state.engine = engine
         info = app.state.engine.snapshot
         logger.info("serving %d documents, %d chunks from %s", len(info.documents), info.num_chunks, info.path)
+        watcher = asyncio.create_task(_follow_index(app.state.engine, settings.reload_seconds))
         yield
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
     app = FastAPI(title="Citeline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (search.router, documents.router, health.router):
         app.include_router(router)
     return app

@@ -118,7 +118,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     engine = Engine.load(_with_sources(settings, []), embedder=embedder)
     modes = list(Mode) if args.mode == "all" else [Mode(args.mode)]
     results = evaluate(
-        engine.retriever, dataset, modes, encode_queries=embedder.encode, depth=args.k, show_progress=True
+        engine.state.retriever, dataset, modes, encode_queries=embedder.encode, depth=args.k, show_progress=True
     )
     if args.json:
         print(json.dumps({"dataset": dataset.name, "kind": dataset.kind, "results": results}, indent=2))

@@ -1,12 +1,18 @@
-"""FastAPI dependencies: access to the app's loaded engine."""
+"""FastAPI dependencies: the app's loaded engine and its settings."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
 from service.engine import Engine
+from service.settings import Settings
 
 
 def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.build import build_index
 from indexer.chunking import ChunkerConfig
-from indexer.documents import load_documents
+from indexer.collection import add_documents, delete_document, replace_document, sync_sources
+from indexer.documents import Document, load_documents
 from indexer.embedding import Embedder
-from indexer.snapshot import Snapshot, SnapshotError, load_snapshot
+from indexer.snapshot import (
+    CURRENT_FILE,
+    Snapshot,
+    SnapshotError,
+    current_snapshot_path,
+    load_snapshot,
+    writer_lock,
+)
+from service.filters import SearchFilter
 from service.retrieval import Hit, Mode, Retriever
 from service.settings import Settings
 
@@ -42,11 +54,25 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
 
 
 def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = True) -> None:
-    """Bring the index up to date with `settings.sources` (only new or changed documents are embedded)."""
-    documents = load_documents(settings.source_list())
-    report = build_index(
-        documents, settings.index, embedder, chunker_config(settings, embedder), show_progress=show_progress
-    )
+    """Bring the index up to date with `settings.sources` (only new or changed documents are embedded).
+
+    Documents written through the API are kept; documents of the sources replace the rest.
+    """
+    from_sources = load_documents(settings.source_list())
+    with writer_lock(settings.index):
+        try:
+            previous: Snapshot | None = load_snapshot(settings.index)
+        except SnapshotError:
+            previous = None
+        documents = sync_sources(previous.documents if previous else [], from_sources)
+        report = build_index(
+            documents,
+            settings.index,
+            embedder,
+            chunker_config(settings, embedder),
+            show_progress=show_progress,
+            previous=previous,
+        )
     logger.info(
         "indexed %d documents (%d chunks, %d embedded, %d reused, %d removed) in %.1fs",
         report.documents,
@@ -58,24 +84,129 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
     )
 
 
+@dataclass(frozen=True)
+class IndexState:
+    """One loaded snapshot and what searches over it need; replaced whole, never changed."""
+
+    snapshot: Snapshot
+    retriever: Retriever
+    chunk_counts: dict[str, int]
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, embedder: Embedder) -> IndexState:
+        counts = {doc_id: len(rows) for doc_id, rows in snapshot.chunk_rows_by_doc().items()}
+        return cls(snapshot, Retriever(snapshot, embedder.encode_query), counts)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """One document written: its id, its passage count, and whether it is new (else it replaced one)."""
+
+    doc_id: str
+    chunks: int
+    created: bool
+
+
 class Engine:
-    """One encoder plus one loaded snapshot; `search` is safe to call from many threads."""
+    """One encoder plus the current snapshot; searches run on any thread, writes one at a time.
+
+    A search reads `state` once and finishes on that snapshot. A write builds and durably writes a new
+    snapshot under the writer lock, then swaps `state` in one assignment: readers never wait for a
+    write and never see half of one.
+    """
 
     def __init__(self, embedder: Embedder, snapshot: Snapshot, index_dir: Path) -> None:
         check_model(snapshot, embedder, index_dir)
         self.embedder = embedder
-        self.snapshot = snapshot
         self.index_dir = index_dir
-        self.retriever = Retriever(snapshot, embedder.encode_query)
-        self.chunk_counts = {doc_id: len(rows) for doc_id, rows in snapshot.chunk_rows_by_doc().items()}
+        self._state = IndexState.of(snapshot, embedder)
+        self._write_lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
-        """Load the model and the index named by `settings`, indexing `settings.sources` first if any."""
+        """Load the model and the index named by `settings`, indexing `settings.sources` first if any.
+
+        With writes enabled (`CITELINE_API_KEY`) and no index yet, an empty one is created to write into.
+        """
         embedder = embedder or Embedder(settings.model, batch_size=settings.batch_size)
         if settings.source_list():
             index_sources(settings, embedder)
+        elif settings.api_key and not (settings.index / CURRENT_FILE).exists():
+            logger.info("no index at %s: starting an empty one to add documents to", settings.index)
+            with writer_lock(settings.index):
+                build_index([], settings.index, embedder, chunker_config(settings, embedder), show_progress=False)
         return cls(embedder, load_snapshot(settings.index), settings.index)
 
-    def search(self, query: str, k: int, mode: Mode) -> list[Hit]:
-        return self.retriever.search(query, k, mode)
+    @property
+    def state(self) -> IndexState:
+        """The current snapshot and its searcher (read it once per request)."""
+        return self._state
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._state.snapshot
+
+    def search(self, query: str, k: int, mode: Mode, search_filter: SearchFilter | None = None) -> list[Hit]:
+        return self._state.retriever.search(query, k, mode, search_filter=search_filter)
+
+    def refresh(self) -> bool:
+        """Load the snapshot CURRENT names if another process wrote a newer one; True if it swapped."""
+        with self._write_lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> bool:
+        if current_snapshot_path(self.index_dir).name == self._state.snapshot.path.name:
+            return False
+        snapshot = load_snapshot(self.index_dir)
+        check_model(snapshot, self.embedder, self.index_dir)
+        self._state = IndexState.of(snapshot, self.embedder)
+        logger.info("swapped in snapshot %s", snapshot.path.name)
+        return True
+
+    def _commit(self, change: Callable[[list[Document]], list[Document]]) -> IndexState:
+        """Apply `change` to the documents, write the new snapshot durably, then swap it in."""
+        with self._write_lock, writer_lock(self.index_dir):
+            self._refresh_locked()
+            current = self._state.snapshot
+            documents = change(list(current.documents))
+            manifest = current.manifest
+            report = build_index(
+                documents,
+                self.index_dir,
+                self.embedder,
+                manifest.chunker,
+                manifest.bm25,
+                show_progress=False,
+                previous=current,
+            )
+            self._refresh_locked()
+            logger.info(
+                "write committed: %d documents, %d chunks (%d embedded) in %.2fs",
+                report.documents,
+                report.chunks,
+                report.embedded_chunks,
+                report.seconds,
+            )
+            return self._state
+
+    def add_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
+        """Add new documents in one write; `ConflictError` (nothing written) if any id exists."""
+        state = self._commit(lambda current: add_documents(current, documents))
+        return [WriteResult(d.doc_id, state.chunk_counts.get(d.doc_id, 0), True) for d in documents]
+
+    def put_document(self, document: Document) -> WriteResult:
+        """Create or replace the document with this id."""
+        created = False
+
+        def change(current: list[Document]) -> list[Document]:
+            nonlocal created
+            after, replaced = replace_document(current, document)
+            created = not replaced
+            return after
+
+        state = self._commit(change)
+        return WriteResult(document.doc_id, state.chunk_counts.get(document.doc_id, 0), created)
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove a document and its passages; `UnknownDocumentError` if there is none with this id."""
+        self._commit(lambda current: delete_document(current, doc_id))

@@ -6,11 +6,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import faiss
 import numpy as np
 
 from indexer.lexical import LexicalIndex
 from indexer.sentences import Span
 from indexer.snapshot import Snapshot
+from service.filters import SearchFilter, allowed_chunks
 
 DENSE_WEIGHT = 0.5
 SENTENCE_WEIGHT = 0.5
@@ -54,6 +56,23 @@ def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     part = np.argpartition(-scores, n - 1)[:n]
     return part[np.lexsort((part, -scores[part]))]
+
+
+def top_allowed(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.ndarray:
+    """Like `top_indices`, among the rows where `allowed` is True (all rows when it is None)."""
+    if allowed is None:
+        return top_indices(scores, n)
+    rows = np.flatnonzero(allowed)
+    return rows[top_indices(scores[rows], n)]
+
+
+def search_within(index: faiss.Index, query: np.ndarray, depth: int, mask: np.ndarray) -> np.ndarray:
+    """Rows of `index` nearest to `query` among those where `mask` is True (-1 pads missing ones)."""
+    bits = np.packbits(mask, bitorder="little")  # referenced by the selector: alive for the whole search
+    selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+    parameters = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # the stubs lack `sel`
+    _, rows = index.search(query, depth, params=parameters)
+    return np.asarray(rows)
 
 
 def min_max(scores: dict[int, float]) -> dict[int, float]:
@@ -125,12 +144,19 @@ class Retriever:
         self.snapshot = snapshot
         self._encode_query = encode_query
 
-    def _dense_candidates(self, vector: np.ndarray, depth: int) -> np.ndarray:
-        """Passages near the question by their own vector or by one of their sentences."""
+    def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
+        """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
         snapshot = self.snapshot
         query = vector.reshape(1, -1).astype(np.float32)
-        _, passage_rows = snapshot.dense.search(query, depth)
-        _, sentence_rows = snapshot.sentence_dense.search(query, min(depth, snapshot.sentence_dense.ntotal))
+        if allowed is None:
+            _, passage_rows = snapshot.dense.search(query, depth)
+            _, sentence_rows = snapshot.sentence_dense.search(query, min(depth, snapshot.sentence_dense.ntotal))
+        elif int(allowed.sum()) <= depth:
+            return np.flatnonzero(allowed)  # few enough to score them all
+        else:
+            sentence_allowed = allowed[np.maximum(snapshot.sentence_chunks, 0)] & (snapshot.sentence_chunks >= 0)
+            passage_rows = search_within(snapshot.dense, query, depth, allowed)
+            sentence_rows = search_within(snapshot.sentence_dense, query, depth, sentence_allowed)
         owners = snapshot.sentence_chunks[sentence_rows[0][sentence_rows[0] >= 0]]
         return np.union1d(passage_rows[0][passage_rows[0] >= 0], owners[owners >= 0])
 
@@ -152,36 +178,40 @@ class Retriever:
         mode: Mode = Mode.hybrid,
         vector: np.ndarray | None = None,
         highlight: bool = True,
+        search_filter: SearchFilter | None = None,
     ) -> list[Hit]:
-        """The `k` best distinct passages for `query`, ranked by `mode`.
+        """The `k` best distinct passages for `query`, ranked by `mode`, among those `search_filter` allows.
 
         `vector` is the query's embedding when the caller already has it (batched evaluation);
         `highlight=False` skips picking the answering sentence (the whole passage stands in).
+        The filter applies before the top-k cut: `k` results come back when that many passages match.
         """
         snapshot = self.snapshot
-        if snapshot.num_chunks == 0:
+        allowed = allowed_chunks(snapshot, search_filter)
+        if snapshot.num_chunks == 0 or (allowed is not None and not allowed.any()):
             return []
         depth = min(snapshot.num_chunks, max(MIN_CANDIDATES, 4 * k))
         lexical = snapshot.lexical
         bm25_all = lexical.scores(lexical.query_token_ids(query))
+        bm25_top = top_allowed(bm25_all, depth, allowed)
         if vector is None and mode != Mode.bm25:
             vector = self._encode_query(query)
 
         dense: dict[int, float] = {}
         best_sentence: dict[int, int] = {}
         if vector is not None:
-            candidates = self._dense_candidates(vector, depth)
+            candidates = self._dense_candidates(vector, depth, allowed)
             if mode == Mode.hybrid:
-                candidates = np.union1d(candidates, top_indices(bm25_all, depth))
+                candidates = np.union1d(candidates, bm25_top)
             scores, sentences = self.dense_scores(candidates, vector)
             dense = dict(zip(candidates.tolist(), scores.tolist(), strict=True))
             best_sentence = dict(zip(candidates.tolist(), sentences.tolist(), strict=True))
         if mode == Mode.bm25:
-            fused = {int(r): float(bm25_all[r]) for r in top_indices(bm25_all, depth) if bm25_all[r] > 0}
+            fused = {int(r): float(bm25_all[r]) for r in bm25_top if bm25_all[r] > 0}
         elif mode == Mode.dense:
             fused = dense
         else:
-            bm25_candidates = {int(r): float(bm25_all[r]) for r in top_indices(bm25_all, depth)}
+            bm25_candidates = {int(r): float(bm25_all[r]) for r in bm25_top}
             fused = convex_fusion(dense, bm25_candidates)
         ordered = sorted(fused, key=lambda row: (-fused[row], row))
         chosen = self._distinct(ordered, k)

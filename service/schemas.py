@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from datetime import date
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from indexer.documents import SourceError, validate_doc_id
+from service.filters import DATE_FIELD, SearchFilter, metadata_text, parse_date
 from service.retrieval import Mode
 
 MAX_QUERY_CHARS = 1000
+MAX_BULK_DOCUMENTS = 1000
+MetadataValue = str | int | float | bool
 
 
-class SearchRequest(BaseModel):
-    """A question and how many passages to return, ranked how."""
+class SearchBase(BaseModel):
+    """What every search takes: the question, k, mode and the filters."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"q": "how many US troops were sent", "k": 5, "mode": "hybrid"}]},
-    )
+    model_config = ConfigDict(extra="forbid")
 
     q: str = Field(
         min_length=1,
@@ -29,12 +33,87 @@ class SearchRequest(BaseModel):
         description="`hybrid` (dense + BM25: normalised scores, equally weighted), `dense` or `bm25`.",
     )
 
+    doc_id: list[str] = Field(
+        default_factory=list, description="Only passages of these documents (repeatable: `?doc_id=a&doc_id=b`)."
+    )
+    source: str | None = Field(
+        default=None, max_length=1000, description="Only documents whose `source` starts with this prefix."
+    )
+    date_from: date | None = Field(
+        default=None, description="Only documents whose metadata `date` (ISO 8601) is on or after this day."
+    )
+    date_to: date | None = Field(
+        default=None, description="Only documents whose metadata `date` (ISO 8601) is on or before this day."
+    )
+
     @field_validator("q")
     @classmethod
     def q_has_content(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("q must contain at least one non-whitespace character")
         return value
+
+    @model_validator(mode="after")
+    def dates_in_order(self) -> SearchBase:
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from must not be after date_to")
+        return self
+
+    def metadata_filter(self) -> dict[str, str]:
+        return {}
+
+    def search_filter(self) -> SearchFilter:
+        """The filters of this request as one `SearchFilter`."""
+        return SearchFilter(
+            doc_ids=frozenset(self.doc_id),
+            source_prefix=self.source or None,
+            metadata=self.metadata_filter(),
+            date_from=self.date_from,
+            date_to=self.date_to,
+        )
+
+
+class SearchQuery(SearchBase):
+    """`GET /search` query string: a question, how many passages, ranked how, and optional filters."""
+
+    filter: list[str] = Field(
+        default_factory=list,
+        description="Metadata equality as `field:value`, repeatable (`?filter=publisher:RT`); all must hold.",
+        examples=[["publisher:RT"]],
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def filters_are_field_value(cls, values: list[str]) -> list[str]:
+        for value in values:
+            name, colon, _ = value.partition(":")
+            if not colon or not name.strip():
+                raise ValueError(f"filter {value!r} must be field:value, e.g. publisher:RT")
+        return values
+
+    def metadata_filter(self) -> dict[str, str]:
+        return dict(value.partition(":")[::2] for value in self.filter)
+
+
+class SearchRequest(SearchBase):
+    """`POST /search` body: a question, how many passages, ranked how, and optional filters."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"q": "how many US troops were sent", "k": 5, "mode": "hybrid"},
+                {"q": "who took Manbij", "k": 3, "filter": {"publisher": "RT"}, "date_from": "2017-01-01"},
+            ]
+        },
+    )
+
+    filter: dict[str, MetadataValue] = Field(
+        default_factory=dict, description="Metadata equality: every field must equal its value."
+    )
+
+    def metadata_filter(self) -> dict[str, str]:
+        return {name: metadata_text(value) for name, value in self.filter.items()}
 
 
 class Citation(BaseModel):
@@ -120,3 +199,92 @@ class ErrorMessage(BaseModel):
     """An error with a message that says what is wrong and what to do."""
 
     detail: str
+
+
+def _check_doc_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_doc_id(value)
+    except SourceError as error:
+        raise ValueError(str(error)) from None
+
+
+class DocumentIn(BaseModel):
+    """A document to index. Without `doc_id`, one is derived from the content (`doc-` + hash)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "doc_id": "rt-2017-03-09-manbij",
+                    "title": "US Marines deployed near Raqqa",
+                    "text": "The US has deployed a Marine artillery unit to Syria ...",
+                    "metadata": {"publisher": "RT", "date": "2017-03-09"},
+                }
+            ]
+        },
+    )
+
+    doc_id: str | None = Field(
+        default=None,
+        description="1-200 printable characters without whitespace, '/' or '\\', not starting with '.', no '..'.",
+    )
+    title: str | None = Field(default=None, max_length=1000)
+    text: str = Field(min_length=1, description="The original text; citations are offsets into it.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Any JSON fields; `date` (ISO 8601) enables date filters."
+    )
+
+    @field_validator("doc_id")
+    @classmethod
+    def doc_id_is_safe(cls, value: str | None) -> str | None:
+        return _check_doc_id(value)
+
+    @field_validator("text")
+    @classmethod
+    def text_has_content(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must contain at least one non-whitespace character")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def date_is_iso(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if DATE_FIELD in value and parse_date(value[DATE_FIELD]) is None:
+            raise ValueError("metadata.date must be an ISO 8601 date or date-time string, e.g. 2017-03-09")
+        return value
+
+
+class DocumentBatch(BaseModel):
+    """Several documents written in one atomic step: all of them are indexed, or none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_BULK_DOCUMENTS)
+
+
+def _write_kind(value: Any) -> str:
+    return "bulk" if isinstance(value, dict) and "documents" in value else "one"
+
+
+DocumentWrite = Annotated[
+    Annotated[DocumentIn, Tag("one")] | Annotated[DocumentBatch, Tag("bulk")],
+    Discriminator(_write_kind),
+]
+
+
+class WrittenDocument(BaseModel):
+    """A document that was written."""
+
+    doc_id: str
+    chunks: int = Field(description="Number of passages indexed from it.")
+    created: bool = Field(description="True if it is new, false if it replaced a document with the same id.")
+
+
+class WriteResponse(BaseModel):
+    """What a write did; the new state is durable on disk and searched from now on."""
+
+    documents: list[WrittenDocument]
+    snapshot: str = Field(description="Name of the index snapshot that holds the write.")

@@ -27,6 +27,13 @@ class Settings:
     overlap_sentences: int = _setting(1, "Sentences repeated between consecutive passages of a document.")
     batch_size: int = _setting(64, "Encoding batch size when indexing.")
     log_level: str = _setting("INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).")
+    reload_seconds: float = _setting(
+        2.0, "How often `serve` checks for a snapshot written by another process (0: never)."
+    )
+    api_key: str = _setting("", "Bearer key for the write endpoints (POST/PUT/DELETE /documents); unset: writes off.")
+    read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")
+    max_body_bytes: int = _setting(10_000_000, "Largest request body accepted, in bytes (else 413).")
+    max_document_chars: int = _setting(1_000_000, "Longest document text accepted through the API, in characters.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -10,9 +10,19 @@ from fastapi import APIRouter, Depends, Query
 from service.dependencies import get_engine
 from service.engine import Engine
 from service.retrieval import Hit
-from service.schemas import Citation, Highlight, Scores, SearchRequest, SearchResponse, SearchResult
+from service.schemas import (
+    Citation,
+    Highlight,
+    Scores,
+    SearchBase,
+    SearchQuery,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+)
+from service.security import require_read_key
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], dependencies=[Depends(require_read_key)])
 
 
 def _result(hit: Hit) -> SearchResult:
@@ -26,9 +36,9 @@ def _result(hit: Hit) -> SearchResult:
     )
 
 
-def search_response(request: SearchRequest, engine: Engine) -> SearchResponse:
+def search_response(request: SearchBase, engine: Engine) -> SearchResponse:
     started = time.perf_counter()
-    hits = engine.search(request.q, request.k, request.mode)
+    hits = engine.search(request.q, request.k, request.mode, request.search_filter())
     took_ms = (time.perf_counter() - started) * 1000
     return SearchResponse(
         query=request.q, mode=request.mode, took_ms=round(took_ms, 3), results=[_result(h) for h in hits]
@@ -37,9 +47,13 @@ def search_response(request: SearchRequest, engine: Engine) -> SearchResponse:
 
 @router.get("/search", response_model=SearchResponse, summary="Search with a query string")
 def search_get(
-    request: Annotated[SearchRequest, Query()], engine: Annotated[Engine, Depends(get_engine)]
+    request: Annotated[SearchQuery, Query()], engine: Annotated[Engine, Depends(get_engine)]
 ) -> SearchResponse:
-    """Rank passages for `q`. Every result's citation satisfies `document.text[start:end] == text`."""
+    """Rank passages for `q`. Every result's citation satisfies `document.text[start:end] == text`.
+
+    Filters (`doc_id`, `source`, `filter=field:value`, `date_from`, `date_to`) apply before the top-k
+    cut: `k` results come back when that many passages match.
+    """
     return search_response(request, engine)
 
 
