@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint clean
+.PHONY: install index serve test lint bench clean
 
 install: $(STAMP)
 
@@ -25,11 +25,21 @@ serve: install
 	$(BIN)/citeline serve --sources seeds --index $(INDEX)
 
 lint: install
-	$(BIN)/ruff check indexer service tests
+	$(BIN)/ruff check indexer service tests bench
 	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/pytest
+
+# Quality, latency, indexing, write cost and the txtai peer in one run: writes bench/REPORT.md and its plots.
+# SQuAD dev is read from ../shared/eval/squad-dev-v1.1 (CITELINE_BENCH_SQUAD overrides); it fails if missing.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(INDEX) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=int, default=100, help="passages retrieved per query (default 100)")
     evaluate.add_argument("--build", action="store_true", help="index the BEIR corpus into --index first")
     evaluate.add_argument("--sample", type=int, help="evaluate a fixed random sample of N queries (seed 0)")
+    evaluate.add_argument(
+        "--half",
+        choices=["dev", "heldout"],
+        help="only one half of the queries, split by a stable hash of the relevant document's title "
+        "(a SQuAD article): tune on dev, report on heldout",
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return parser
 
@@ -103,10 +109,12 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     from indexer.embedding import Embedder
     from service.engine import Engine, index_sources
-    from service.evaluation import evaluate, load_dataset
+    from service.evaluation import corpus_groups, evaluate, load_dataset, split_half
     from service.retrieval import Mode
 
     dataset = load_dataset(args.dataset)
+    if args.half:
+        dataset = split_half(dataset, args.half, corpus_groups(dataset.corpus) if dataset.corpus else None)
     if args.sample and args.sample < len(dataset.queries):
         dataset = replace(dataset, queries=random.Random(0).sample(dataset.queries, args.sample))
     embedder = Embedder(settings.model, batch_size=settings.batch_size)
@@ -124,6 +132,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"dataset": dataset.name, "kind": dataset.kind, "results": results}, indent=2))
         return 0
     columns = ["ndcg@10", "recall@1", "recall@3", "recall@5", "recall@10", "recall@100", "mrr@10"]
+    columns += ["highlight@1"] if any("highlight@1" in m for m in results.values()) else []
     print(f"{dataset.name} ({dataset.kind}, {len(dataset.queries)} queries)")
     print(f"{'mode':<8}" + "".join(f"{c:>12}" for c in columns))
     for mode, metrics in results.items():

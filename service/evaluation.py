@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,15 @@ class DatasetError(ValueError):
 class Query:
     """One evaluation question with its judgements.
 
-    BEIR: `relevant` maps doc_id -> graded relevance. QA file: `doc_id` and optional `answer`.
+    BEIR: `relevant` maps doc_id -> graded relevance, `answers` from queries.jsonl when it has them
+    (SQuAD does). QA file: `doc_id` and optional `answer`.
     """
 
     query_id: str
     text: str
     relevant: dict[str, float]
     answer: str | None = None
+    answers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,20 @@ def load_beir(folder: Path, split: str = "test") -> Dataset:
                 continue
             qrels.setdefault(row[0], {})[row[1]] = float(row[2])
     texts: dict[str, str] = {}
+    answers: dict[str, tuple[str, ...]] = {}
     with (folder / "queries.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
             if line.strip():
                 record = json.loads(line)
                 texts[str(record["_id"])] = record["text"]
-    queries = [Query(qid, texts[qid], rel) for qid, rel in qrels.items() if qid in texts and any(rel.values())]
+                given = record.get("answers")
+                if isinstance(given, list):
+                    answers[str(record["_id"])] = tuple(a for a in given if isinstance(a, str) and a.strip())
+    queries = [
+        Query(qid, texts[qid], rel, answers=answers.get(qid, ()))
+        for qid, rel in qrels.items()
+        if qid in texts and any(rel.values())
+    ]
     return Dataset(folder.name, "beir", queries, folder / "corpus.jsonl")
 
 
@@ -77,7 +88,10 @@ def load_qa(path: Path) -> Dataset:
             record = json.loads(line)
             if not isinstance(record.get("q"), str) or not isinstance(record.get("doc_id"), str):
                 raise DatasetError(f"{path}:{number}: each line needs string fields 'q' and 'doc_id'")
-            queries.append(Query(str(number), record["q"], {record["doc_id"]: 1.0}, record.get("answer")))
+            answer = record.get("answer")
+            queries.append(
+                Query(str(number), record["q"], {record["doc_id"]: 1.0}, answer, answers=(answer,) if answer else ())
+            )
     return Dataset(path.stem, "qa", queries)
 
 
@@ -88,13 +102,25 @@ def load_dataset(path: Path) -> Dataset:
     return load_qa(path)
 
 
+def answer_highlighted(hits: Sequence[Hit], query: Query) -> bool | None:
+    """Whether the first passage is of a relevant document and its highlight holds an answer (None: no answers)."""
+    if not query.answers:
+        return None
+    if not hits or hits[0].doc_id not in query.relevant:
+        return False
+    highlight = normalize_whitespace(hits[0].highlight_text).casefold()
+    return any(normalize_whitespace(a).casefold() in highlight for a in query.answers)
+
+
 def judge_beir(hits: Sequence[Hit], query: Query) -> Judged:
     """Document-level: a document's rank is the rank of its first passage."""
     seen: list[str] = []
     for hit in hits:
         if hit.doc_id not in seen:
             seen.append(hit.doc_id)
-    return Judged([query.relevant.get(d, 0.0) for d in seen], list(query.relevant.values()))
+    return Judged(
+        [query.relevant.get(d, 0.0) for d in seen], list(query.relevant.values()), answer_highlighted(hits, query)
+    )
 
 
 def judge_qa(hits: Sequence[Hit], query: Query) -> Judged:
@@ -109,7 +135,40 @@ def judge_qa(hits: Sequence[Hit], query: Query) -> Judged:
         if hit.doc_id in query.relevant and (answer is None or answer in normalize_whitespace(hit.text)):
             gains[rank] = 1.0
             break
-    return Judged(gains, [1.0])
+    return Judged(gains, [1.0], answer_highlighted(hits, query))
+
+
+HALVES = ("dev", "heldout")
+
+
+def split_half(dataset: Dataset, half: str, group_of: dict[str, str] | None = None) -> Dataset:
+    """The queries of one half of `dataset`, split by a stable hash of their first relevant document's group.
+
+    `group_of` maps doc_id -> group (BEIR: the corpus title, e.g. a SQuAD article), so a whole article
+    falls in one half; without it each document is its own group. Tune on "dev", report on "heldout".
+    """
+    if half not in HALVES:
+        raise DatasetError(f"half must be one of {', '.join(HALVES)}, not {half!r}")
+    wanted = HALVES.index(half)
+
+    def side(query: Query) -> int:
+        doc_id = min(query.relevant)
+        group = (group_of or {}).get(doc_id, doc_id)
+        return zlib.crc32(group.encode("utf-8")) % 2
+
+    return replace(dataset, name=f"{dataset.name}[{half}]", queries=[q for q in dataset.queries if side(q) == wanted])
+
+
+def corpus_groups(corpus: Path) -> dict[str, str]:
+    """doc_id -> title (or the doc_id when untitled) of a BEIR corpus.jsonl: the unit `split_half` keeps together."""
+    groups: dict[str, str] = {}
+    with corpus.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                doc_id = str(record.get("_id", record.get("id")))
+                groups[doc_id] = str(record.get("title") or doc_id)
+    return groups
 
 
 def evaluate(

@@ -36,10 +36,11 @@ class Judged:
 
     ranked_gains: list[float]
     ideal_gains: list[float]
+    answer_highlighted: bool | None = None  # top passage relevant and its highlight holds the answer; None: unknown
 
 
 def summarize(judged: Sequence[Judged]) -> dict[str, float]:
-    """Mean nDCG@10, recall@1/5/10/100 and MRR@10 over queries."""
+    """Mean nDCG@10, recall@1/3/5/10/100 and MRR@10 over queries, and highlight@1 where answers are known."""
     n = len(judged)
     if n == 0:
         return {}
@@ -50,4 +51,8 @@ def summarize(judged: Sequence[Judged]) -> dict[str, float]:
         totals["mrr@10"] += reciprocal_rank(j.ranked_gains, 10)
         for k in RECALL_CUTOFFS:
             totals[f"recall@{k}"] += recall(j.ranked_gains, relevant, k)
-    return {name: value / n for name, value in totals.items()}
+    summary = {name: value / n for name, value in totals.items()}
+    highlighted = [j.answer_highlighted for j in judged if j.answer_highlighted is not None]
+    if highlighted:
+        summary["highlight@1"] = sum(highlighted) / len(highlighted)
+    return summary

@@ -12,14 +12,25 @@ import numpy as np
 from indexer.lexical import LexicalIndex
 from indexer.sentences import Span
 from indexer.snapshot import Snapshot
+from service.cues import AnswerKind, answer_kind, has_answer_kind
 from service.filters import SearchFilter, allowed_chunks
 
-DENSE_WEIGHT = 0.5
-SENTENCE_WEIGHT = 0.5
-MIN_CANDIDATES = 100
-DUPLICATE_OVERLAP = 0.5
+RRF_CONSTANT = 60
 
 QueryEncoder = Callable[[str], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """The ranking's knobs; the defaults are the best measured settings (bench/REPORT.md, ablations)."""
+
+    dense_weight: float = 0.5  # hybrid: weight of the normalised dense score against BM25's
+    sentence_weight: float = 0.5  # dense score: weight of the best sentence's cosine against the passage's
+    fusion: str = "convex"  # "convex" (normalised scores) or "rrf" (reciprocal ranks)
+    min_candidates: int = 100  # candidates per retriever before fusion
+    duplicate_overlap: float = 0.5  # a passage sharing more than this with a better one of its document is dropped
+    highlight_term_weight: float = 0.3  # answering sentence: weight of question-term coverage
+    cue_bonus: float = 0.05  # answering sentence: bonus for holding the kind of answer asked for
 
 
 class Mode(StrEnum):
@@ -84,9 +95,7 @@ def min_max(scores: dict[int, float]) -> dict[int, float]:
     return {item: (value - low) / spread if spread > 0 else 0.0 for item, value in scores.items()}
 
 
-def convex_fusion(
-    dense: dict[int, float], bm25: dict[int, float], dense_weight: float = DENSE_WEIGHT
-) -> dict[int, float]:
+def convex_fusion(dense: dict[int, float], bm25: dict[int, float], dense_weight: float = 0.5) -> dict[int, float]:
     """Weighted sum of min-max normalised dense and BM25 scores over the union of both candidate sets.
 
     Unlike reciprocal rank fusion it keeps how far apart scores are; an item missing from one
@@ -99,6 +108,15 @@ def convex_fusion(
     }
 
 
+def rrf_fusion(dense: dict[int, float], bm25: dict[int, float], constant: int = RRF_CONSTANT) -> dict[int, float]:
+    """Reciprocal rank fusion: sum over the lists of 1 / (constant + rank). Kept for comparison (bench)."""
+    fused: dict[int, float] = {}
+    for scores in (dense, bm25):
+        for rank, item in enumerate(sorted(scores, key=lambda i: (-scores[i], i)), start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (constant + rank)
+    return fused
+
+
 def overlap_fraction(a: Span, b: Span) -> float:
     """Share of the shorter span that the two spans have in common."""
     common = min(a.end, b.end) - max(a.start, b.start)
@@ -106,17 +124,36 @@ def overlap_fraction(a: Span, b: Span) -> float:
     return max(0, common) / shorter if shorter > 0 else 0.0
 
 
-def best_sentence_by_terms(
-    text: str, sentences: Sequence[Span], weights: dict[str, float], lexical: LexicalIndex
-) -> int:
-    """Index of the sentence whose terms carry the most query idf; the first one on a tie."""
-    best, best_score = 0, 0.0
+def term_coverage(sentence_terms: Sequence[str], weights: dict[str, float]) -> float:
+    """Share of the question's idf mass whose terms occur in the sentence (0..1)."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    present = set(sentence_terms)
+    return sum(weight for term, weight in weights.items() if term in present) / total
+
+
+def answer_sentence_scores(
+    sentences: Sequence[str],
+    similarities: np.ndarray | None,
+    weights: dict[str, float],
+    kind: AnswerKind | None,
+    lexical: LexicalIndex,
+    term_weight: float = RetrievalConfig.highlight_term_weight,
+    cue_bonus: float = RetrievalConfig.cue_bonus,
+) -> np.ndarray:
+    """How likely each sentence answers the question: cosine + term coverage + the answer-kind cue.
+
+    The cosine alone picks the sentence that restates the question; the answer is often the next one
+    ("Speaking to NBC News, Carter said ..."), which shares the rarer question terms or holds the
+    kind of thing asked for.
+    """
+    scores = np.zeros(len(sentences)) if similarities is None else similarities.astype(np.float64)
     for i, sentence in enumerate(sentences):
-        terms = set(lexical.terms(text[sentence.start : sentence.end]))
-        score = sum(weight for term, weight in weights.items() if term in terms)
-        if score > best_score:
-            best, best_score = i, score
-    return best
+        scores[i] += term_weight * term_coverage(lexical.terms(sentence), weights)
+        if kind is not None and has_answer_kind(sentence, kind):
+            scores[i] += cue_bonus
+    return scores
 
 
 def segment_max(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,9 +177,10 @@ class Retriever:
     match (seed questions, dense hit@1 0.61 -> 0.67; hybrid 0.89 -> 0.92), and names the highlight.
     """
 
-    def __init__(self, snapshot: Snapshot, encode_query: QueryEncoder) -> None:
+    def __init__(self, snapshot: Snapshot, encode_query: QueryEncoder, config: RetrievalConfig | None = None) -> None:
         self.snapshot = snapshot
         self._encode_query = encode_query
+        self.config = config or RetrievalConfig()
 
     def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
         """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
@@ -160,16 +198,16 @@ class Retriever:
         owners = snapshot.sentence_chunks[sentence_rows[0][sentence_rows[0] >= 0]]
         return np.union1d(passage_rows[0][passage_rows[0] >= 0], owners[owners >= 0])
 
-    def dense_scores(self, rows: np.ndarray, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Blended dense score of each passage row, and the sentence row that scored best in it."""
+    def dense_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Blended dense score of each passage row: its own cosine and its best sentence's."""
         snapshot = self.snapshot
         passage = snapshot.chunk_matrix[rows] @ vector
         ptr = snapshot.chunk_sentence_ptr
         lengths = ptr[rows + 1] - ptr[rows]
         sentence_rows = np.concatenate([snapshot.chunk_sentence_rows[ptr[r] : ptr[r + 1]] for r in rows])
-        best, where = segment_max(snapshot.sentence_matrix[sentence_rows] @ vector, lengths)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-        return (1 - SENTENCE_WEIGHT) * passage + SENTENCE_WEIGHT * best, sentence_rows[starts + where]
+        best, _ = segment_max(snapshot.sentence_matrix[sentence_rows] @ vector, lengths)
+        weight = self.config.sentence_weight
+        return np.asarray((1 - weight) * passage + weight * best)
 
     def search(
         self,
@@ -190,7 +228,8 @@ class Retriever:
         allowed = allowed_chunks(snapshot, search_filter)
         if snapshot.num_chunks == 0 or (allowed is not None and not allowed.any()):
             return []
-        depth = min(snapshot.num_chunks, max(MIN_CANDIDATES, 4 * k))
+        config = self.config
+        depth = min(snapshot.num_chunks, max(config.min_candidates, 4 * k))
         lexical = snapshot.lexical
         bm25_all = lexical.scores(lexical.query_token_ids(query))
         bm25_top = top_allowed(bm25_all, depth, allowed)
@@ -198,31 +237,28 @@ class Retriever:
             vector = self._encode_query(query)
 
         dense: dict[int, float] = {}
-        best_sentence: dict[int, int] = {}
         if vector is not None:
             candidates = self._dense_candidates(vector, depth, allowed)
             if mode == Mode.hybrid:
                 candidates = np.union1d(candidates, bm25_top)
-            scores, sentences = self.dense_scores(candidates, vector)
-            dense = dict(zip(candidates.tolist(), scores.tolist(), strict=True))
-            best_sentence = dict(zip(candidates.tolist(), sentences.tolist(), strict=True))
+            dense = dict(zip(candidates.tolist(), self.dense_scores(candidates, vector).tolist(), strict=True))
         if mode == Mode.bm25:
             fused = {int(r): float(bm25_all[r]) for r in bm25_top if bm25_all[r] > 0}
         elif mode == Mode.dense:
             fused = dense
         else:
             bm25_candidates = {int(r): float(bm25_all[r]) for r in bm25_top}
-            fused = convex_fusion(dense, bm25_candidates)
+            fused = (
+                rrf_fusion(dense, bm25_candidates)
+                if config.fusion == "rrf"
+                else convex_fusion(dense, bm25_candidates, config.dense_weight)
+            )
         ordered = sorted(fused, key=lambda row: (-fused[row], row))
         chosen = self._distinct(ordered, k)
         if vector is not None and mode == Mode.bm25 and chosen:
-            rows = np.asarray(chosen, dtype=np.int64)
-            scores, sentences = self.dense_scores(rows, vector)
-            dense, best_sentence = (
-                dict(zip(chosen, scores.tolist(), strict=True)),
-                dict(zip(chosen, sentences.tolist(), strict=True)),
-            )
-        weights = lexical.idf(lexical.terms(query)) if highlight and not best_sentence else {}
+            dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
+        weights = lexical.idf(lexical.terms(query)) if highlight else {}
+        kind = answer_kind(query) if highlight else None
         hits = []
         for rank, row in enumerate(chosen, start=1):
             document = snapshot.documents[snapshot.chunk_docs[row]]
@@ -231,10 +267,12 @@ class Retriever:
             if highlight:
                 sentence_rows = snapshot.sentence_rows_of(row)
                 spans = [Span(int(snapshot.sentence_starts[r]), int(snapshot.sentence_ends[r])) for r in sentence_rows]
-                if row in best_sentence:
-                    best = spans[int(np.flatnonzero(sentence_rows == best_sentence[row])[0])]
-                else:
-                    best = spans[best_sentence_by_terms(document.text, spans, weights, lexical)]
+                similarities = snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None else None
+                texts = [document.text[span.start : span.end] for span in spans]
+                scores = answer_sentence_scores(
+                    texts, similarities, weights, kind, lexical, config.highlight_term_weight, config.cue_bonus
+                )
+                best = spans[int(np.argmax(scores))]
             hits.append(
                 Hit(
                     rank=rank,
@@ -264,7 +302,7 @@ class Retriever:
             if any(
                 snapshot.chunk_docs[other] == doc
                 and overlap_fraction(span, Span(int(snapshot.chunk_starts[other]), int(snapshot.chunk_ends[other])))
-                > DUPLICATE_OVERLAP
+                > self.config.duplicate_overlap
                 for other in chosen
             ):
                 continue

@@ -12,7 +12,18 @@ from indexer.build import build_index
 from indexer.documents import load_documents
 from indexer.sentences import Span
 from indexer.snapshot import load_snapshot
-from service.evaluation import DatasetError, Query, evaluate, judge_beir, judge_qa, load_beir, load_dataset
+from service.evaluation import (
+    Dataset,
+    DatasetError,
+    Query,
+    corpus_groups,
+    evaluate,
+    judge_beir,
+    judge_qa,
+    load_beir,
+    load_dataset,
+    split_half,
+)
 from service.metrics import Judged, dcg, ndcg, recall, reciprocal_rank, summarize
 from service.retrieval import Hit, Mode, Retriever
 
@@ -92,3 +103,44 @@ def test_cli_eval_builds_and_prints_a_table(tmp_path: Path, capsys):
     assert body["kind"] == "qa" and set(body["results"]) == {"hybrid", "dense", "bm25"}
     for metrics in body["results"].values():
         assert metrics["queries"] == 3 and 0.0 <= metrics["ndcg@10"] <= 1.0
+
+
+def test_highlight_at_1_needs_a_relevant_first_hit_whose_highlight_holds_an_answer():
+    def with_highlight(doc_id: str, highlight: str) -> Hit:
+        return Hit(1, 0.0, doc_id, None, "", 0, 10, "passage", Span(0, 1), highlight, 0.0, 0.0, 0.0)
+
+    query = Query("q", "x", {"d": 1.0}, answers=("Neil Armstrong", "Armstrong"))
+    assert judge_beir([with_highlight("d", "then\u00a0armstrong stepped out")], query).answer_highlighted is True
+    assert judge_beir([with_highlight("d", "Aldrin followed")], query).answer_highlighted is False
+    assert judge_beir([with_highlight("e", "Armstrong")], query).answer_highlighted is False
+    assert judge_beir([with_highlight("d", "x")], Query("q", "x", {"d": 1.0})).answer_highlighted is None
+    summary = summarize([Judged([1.0], [1.0], True), Judged([1.0], [1.0], False), Judged([1.0], [1.0], None)])
+    assert summary["highlight@1"] == 0.5
+    assert "highlight@1" not in summarize([Judged([1.0], [1.0])])
+
+
+def test_split_half_partitions_queries_by_group_stably():
+    queries = [Query(f"q{i}", "x", {f"article{i % 7}::{i}": 1.0}) for i in range(200)]
+    dataset = Dataset("toy", "beir", queries)
+    groups = {f"article{i % 7}::{i}": f"article{i % 7}" for i in range(200)}
+    dev, heldout = split_half(dataset, "dev", groups), split_half(dataset, "heldout", groups)
+    assert {q.query_id for q in dev.queries} | {q.query_id for q in heldout.queries} == {q.query_id for q in queries}
+    assert not {q.query_id for q in dev.queries} & {q.query_id for q in heldout.queries}
+    assert dev.queries and heldout.queries
+    dev_articles = {groups[min(q.relevant)] for q in dev.queries}
+    assert not dev_articles & {groups[min(q.relevant)] for q in heldout.queries}, "an article falls in one half"
+    assert split_half(dataset, "dev", groups) == dev
+    with pytest.raises(DatasetError, match="half must be one of"):
+        split_half(dataset, "train", groups)
+
+
+def test_beir_answers_and_corpus_groups_are_read(tmp_path: Path):
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        json.dumps({"_id": "A::0", "title": "A", "text": "t"}) + "\n" + json.dumps({"_id": "B::0", "text": "u"}) + "\n"
+    )
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "x", "answers": ["one", "", 3]}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\tA::0\t1\n")
+    assert load_beir(folder).queries[0].answers == ("one",)
+    assert corpus_groups(folder / "corpus.jsonl") == {"A::0": "A", "B::0": "B::0"}

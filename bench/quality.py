@@ -1,0 +1,64 @@
+"""Quality: `citeline eval`'s metrics per mode on the seed questions and SQuAD dev, and the ablations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from indexer.embedding import Embedder
+from service.engine import Engine
+from service.evaluation import Dataset, corpus_groups, evaluate, load_dataset, split_half
+from service.retrieval import Mode, RetrievalConfig, Retriever
+
+MODES = list(Mode)
+Metrics = dict[str, dict[str, float]]  # mode -> metric -> value
+
+# Each lever of the retrieval design, switched off (or to its alternative) one at a time.
+ABLATIONS: dict[str, RetrievalConfig] = {
+    "default (all levers on)": RetrievalConfig(),
+    "fusion: RRF instead of convex": RetrievalConfig(fusion="rrf"),
+    "dense: passage cosine only (no best sentence)": RetrievalConfig(sentence_weight=0.0),
+    "highlight: cosine only (no term coverage, no cue)": RetrievalConfig(highlight_term_weight=0.0, cue_bonus=0.0),
+    "highlight: no question-type cue": RetrievalConfig(cue_bonus=0.0),
+    "no near-duplicate collapse": RetrievalConfig(duplicate_overlap=1.01),
+}
+
+
+def squad_halves(folder: Path) -> dict[str, Dataset]:
+    """SQuAD dev split by article: `dev` (tuned on) and `heldout` (reported)."""
+    dataset = load_dataset(folder)
+    groups = corpus_groups(dataset.corpus) if dataset.corpus else None
+    return {half: split_half(dataset, half, groups) for half in ("dev", "heldout")}
+
+
+def run_quality(
+    engine: Engine,
+    embedder: Embedder,
+    dataset: Dataset,
+    modes: Sequence[Mode] = MODES,
+    config: RetrievalConfig | None = None,
+) -> Metrics:
+    """Metrics per mode over `dataset` (queries encoded once, in batches)."""
+    retriever = Retriever(engine.snapshot, embedder.encode_query, config or RetrievalConfig())
+    return evaluate(retriever, dataset, modes, encode_queries=embedder.encode, show_progress=False)
+
+
+def run_ablations(engine: Engine, embedder: Embedder, dataset: Dataset) -> dict[str, dict[str, float]]:
+    """Hybrid metrics of each ablation over `dataset`, with the query vectors encoded once."""
+    vectors = embedder.encode([q.text for q in dataset.queries])
+    results = {}
+    for name, config in ABLATIONS.items():
+        retriever = Retriever(engine.snapshot, embedder.encode_query, config)
+        metrics = evaluate(retriever, dataset, [Mode.hybrid], encode_queries=lambda _texts: vectors)
+        results[name] = metrics["hybrid"]
+    return results
+
+
+def sample(dataset: Dataset, size: int) -> Dataset:
+    """A fixed sample of `size` queries (all when `size` is 0 or larger than the set)."""
+    import random
+
+    if not size or size >= len(dataset.queries):
+        return dataset
+    return replace(dataset, queries=random.Random(0).sample(dataset.queries, size))
