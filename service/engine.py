@@ -7,7 +7,7 @@ from pathlib import Path
 
 from indexer.build import build_index
 from indexer.chunking import ChunkerConfig
-from indexer.documents import load_documents
+from indexer.documents import Document, load_documents
 from indexer.embedding import Embedder
 from indexer.snapshot import Snapshot, SnapshotError, load_snapshot
 from service.retrieval import Hit, Mode, Retriever
@@ -79,3 +79,8 @@ class Engine:
 
     def search(self, query: str, k: int, mode: Mode) -> list[Hit]:
         return self.retriever.search(query, k, mode)
+
+    def document(self, doc_id: str) -> Document | None:
+        """The indexed document with this id, None when there is none."""
+        row = self.snapshot.doc_rows.get(doc_id)
+        return None if row is None else self.snapshot.documents[row]

@@ -38,10 +38,9 @@ def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentLi
 )
 def get_document(doc_id: str, engine: Annotated[Engine, Depends(get_engine)]) -> DocumentDetail:
     """The full original text: a result's citation is `text[start:end]`."""
-    row = engine.snapshot.doc_rows.get(doc_id)
-    if row is None:
+    d = engine.document(doc_id)
+    if d is None:
         raise HTTPException(status_code=404, detail=f"doc_id {doc_id!r} is not in the index: GET /documents lists ids")
-    d = engine.snapshot.documents[row]
     return DocumentDetail(
         doc_id=d.doc_id,
         title=d.title,
