@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.engine import Engine
-from service.routes import documents, health, search
+from service.routes import documents, health, pages, search
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,4 +37,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app = FastAPI(title="Citeline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     for router in (search.router, documents.router, health.router):
         app.include_router(router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
     return app
