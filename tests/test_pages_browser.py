@@ -43,13 +43,13 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def seed_server(seed_index: Path) -> Iterator[str]:
+def seed_server(browser: Any, seed_index: Path) -> Iterator[str]:  # no browser, no server to start
     with running_server("--index", str(seed_index)) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def hostile_server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = write_hostile_documents(tmp_path_factory.mktemp("hostile-docs"))
     index_dir = tmp_path_factory.mktemp("hostile-index")
     with running_server("--sources", str(folder), "--index", str(index_dir)) as base:
@@ -82,6 +82,12 @@ def cited_span(href: str) -> tuple[int, int]:
 
 def api_first_result(base: str, question: str) -> dict:
     return httpx.get(f"{base}/search", params={"q": question}, timeout=30).json()["results"][0]
+
+
+def assert_only_own_elements(page: Any) -> None:
+    """No element came from a document: no image, no bold, and the only script is the app's."""
+    assert page.locator("main img, main script, main b").count() == 0
+    assert page.evaluate("[...document.scripts].map(s => new URL(s.src).pathname)") == ["/static/app.js"]
 
 
 def test_typing_a_question_and_enter_shows_the_answer_first(page, seed_server):
@@ -138,12 +144,10 @@ def test_markup_in_documents_renders_as_text_and_runs_nothing(page, hostile_serv
     assert first.locator(".doc-id").inner_text() == HOSTILE_ID
     assert "<script>alert(1)</script>" in first.locator(".passage").inner_text()
     assert "<img src=x onerror=alert(2)>" in first.locator(".passage").inner_text()
-    for _ in ("results", "view"):
-        assert page.locator("main img, main script, main b").count() == 0
-        assert page.evaluate("[...document.scripts].map(s => new URL(s.src).pathname)") == ["/static/app.js"]
-        if _ == "results":
-            first.locator("a.cite").click()
-            page.wait_for_url("**/view/**")
+    assert_only_own_elements(page)
+    first.locator("a.cite").click()
+    page.wait_for_url("**/view/**")
+    assert_only_own_elements(page)
     marked = page.locator("mark#cited").text_content()
     assert "<script>alert(1)</script>" in marked and "<img src=x onerror=alert(2)>" in marked
     assert page.dialogs == []
