@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench clean
+.PHONY: install index serve test lint bench clean browser screenshot
 
 install: $(STAMP)
 
@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff check indexer service tests bench
 	$(BIN)/mypy
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
 
 # Quality, latency, indexing, write cost and the txtai peer in one run: writes bench/REPORT.md and its plots.
@@ -40,6 +40,19 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot be reached); apt needs root.
+# Without it they skip, saying so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+	      || echo "WARNING: apt-get could not install chromium: the browser tests will be skipped"; \
+	  else echo "WARNING: chromium is missing and apt needs root: the browser tests will be skipped"; fi; }
+
+# Re-take docs/screenshot.png (the README's picture of the results page).
+screenshot: install browser
+	CITELINE_SCREENSHOT=docs/screenshot.png $(BIN)/pytest -q tests/test_pages_browser.py -k screenshot
 
 clean:
 	rm -rf $(VENV) $(INDEX) .pytest_cache .mypy_cache .ruff_cache .hypothesis

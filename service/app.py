@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from service.engine import Engine
 from service.limits import BodySizeLimit
-from service.routes import documents, health, search
+from service.routes import documents, health, pages, search
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,4 +59,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for router in (search.router, documents.router, health.router):
         app.include_router(router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
     return app

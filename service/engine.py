@@ -210,3 +210,9 @@ class Engine:
     def delete_document(self, doc_id: str) -> None:
         """Remove a document and its passages; `UnknownDocumentError` if there is none with this id."""
         self._commit(lambda current: delete_document(current, doc_id))
+
+    def document(self, doc_id: str) -> Document | None:
+        """The indexed document with this id, None when there is none."""
+        snapshot = self._state.snapshot
+        row = snapshot.doc_rows.get(doc_id)
+        return None if row is None else snapshot.documents[row]

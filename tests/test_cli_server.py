@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,14 +10,7 @@ import pytest
 
 from service.cli import build_parser, main
 from service.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.server import running_server
 
 
 def test_settings_come_from_env_and_flags_override(tmp_path: Path):
@@ -55,33 +43,10 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys):
 
 
 def test_real_server_answers_over_http(seed_index: Path):
-    port = free_port()
-    env = {**os.environ, "CITELINE_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--index", str(seed_index), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else "server exited"
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become healthy in 120 s"
-            time.sleep(0.5)
+    with running_server("--index", str(seed_index)) as base:
         body = httpx.get(f"{base}/search", params={"q": "how many US troops were sent"}, timeout=30).json()
         first = body["results"][0]
         assert first["citation"]["doc_id"] == "001_2c0b17beeba9964b"
         doc = httpx.get(f"{base}/documents/{first['citation']['doc_id']}", timeout=10).json()
         assert doc["text"][first["citation"]["start"] : first["citation"]["end"]] == first["text"]
         assert httpx.get(f"{base}/search", params={"q": " "}, timeout=10).status_code == 422
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
