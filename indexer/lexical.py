@@ -83,6 +83,20 @@ class LexicalIndex:
             return np.zeros(self.num_chunks, dtype=np.float32)
         return np.asarray(self._retriever.get_scores_from_ids(list(token_ids)), dtype=np.float32)
 
+    def token_ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Vocabulary ids of each text's terms (unknown terms left out), tokenised as the index was."""
+        if self._retriever is None or not texts:
+            return [[] for _ in texts]
+        tokenized = bm25s.tokenize(
+            list(texts), stopwords=self.config.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
+        )
+        vocab = self._retriever.vocab_dict
+        return [[vocab[t] for t in terms if t in vocab] for terms in tokenized]
+
+    def idf_of_ids(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Inverse document frequency of each vocabulary id."""
+        return self._idf[np.asarray(token_ids, dtype=np.int64)] if len(token_ids) else np.zeros(0)
+
     def idf(self, terms: Sequence[str]) -> dict[str, float]:
         """Inverse document frequency of each term over the chunks (0 for unknown terms)."""
         vocab = self._retriever.vocab_dict if self._retriever is not None else {}

@@ -7,7 +7,8 @@ Layout of an index directory:
                           documents.jsonl   original text, title, source, metadata, content hash
                           chunks.npz        per chunk: document row, start, end (offsets into the text),
                                             and its sentences (CSR: sentence_ptr, sentence_rows)
-                          sentences.npz     per sentence: document row, start, end
+                          sentences.npz     per sentence: document row, start, end, and its BM25
+                                            vocabulary ids (CSR: term_ptr, term_ids) for the highlight
                           dense.faiss       FAISS inner-product index of the normalised chunk vectors
                           sentences.faiss   the same for the sentences of the chunks
                           bm25/             bm25s index of the same chunks
@@ -34,6 +35,7 @@ from indexer.chunking import Chunk, ChunkerConfig
 from indexer.documents import Document
 from indexer.embedding import ModelInfo
 from indexer.lexical import BM25Config, LexicalIndex
+from indexer.sentences import normalize_whitespace
 
 FORMAT_VERSION = 1
 CURRENT_FILE = "CURRENT"
@@ -96,6 +98,8 @@ class Snapshot:
     sentence_dense: faiss.Index
     chunk_sentence_ptr: np.ndarray  # int64, len num_chunks + 1: sentences of chunk r are rows[ptr[r]:ptr[r+1]]
     chunk_sentence_rows: np.ndarray  # int64
+    sentence_term_ptr: np.ndarray  # int64, len num_sentences + 1: terms of sentence s are ids[ptr[s]:ptr[s+1]]
+    sentence_term_ids: np.ndarray  # int64 BM25 vocabulary ids
     doc_rows: dict[str, int] = field(init=False)
     chunk_matrix: np.ndarray = field(init=False)
     sentence_matrix: np.ndarray = field(init=False)
@@ -143,6 +147,19 @@ class Snapshot:
         for row, doc_row in enumerate(self.sentence_docs.tolist()):
             rows.setdefault(self.documents[doc_row].doc_id, []).append(row)
         return rows
+
+
+def sentence_terms(
+    documents: list[Document], sentence_docs: np.ndarray, starts: np.ndarray, ends: np.ndarray, lexical: LexicalIndex
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each sentence's BM25 vocabulary ids as CSR (ptr, ids): the highlight's term coverage without tokenising."""
+    texts = [
+        normalize_whitespace(documents[d].text[a:b])
+        for d, a, b in zip(sentence_docs.tolist(), starts.tolist(), ends.tolist(), strict=True)
+    ]
+    ids = lexical.token_ids_batch(texts)
+    ptr = np.cumsum([0] + [len(i) for i in ids], dtype=np.int64)
+    return ptr, np.array([t for i in ids for t in i], dtype=np.int64)
 
 
 def flat_vectors(index: faiss.Index) -> np.ndarray:
@@ -238,11 +255,17 @@ def write_snapshot(
             sentence_ptr=np.cumsum([0] + [len(rows) for rows in content.chunk_sentences], dtype=np.int64),
             sentence_rows=np.array([r for rows in content.chunk_sentences for r in rows], dtype=np.int64),
         )
+        sentence_docs = np.array([doc_rows[s.doc_id] for s in sentences], dtype=np.int32)
+        sentence_starts = np.array([s.start for s in sentences], dtype=np.int64)
+        sentence_ends = np.array([s.end for s in sentences], dtype=np.int64)
+        term_ptr, term_ids = sentence_terms(documents, sentence_docs, sentence_starts, sentence_ends, lexical)
         np.savez(
             staging / "sentences.npz",
-            doc=np.array([doc_rows[s.doc_id] for s in sentences], dtype=np.int32),
-            start=np.array([s.start for s in sentences], dtype=np.int64),
-            end=np.array([s.end for s in sentences], dtype=np.int64),
+            doc=sentence_docs,
+            start=sentence_starts,
+            end=sentence_ends,
+            term_ptr=term_ptr,
+            term_ids=term_ids,
         )
         faiss.write_index(_flat_index(content.chunk_vectors, model.dimension), str(staging / "dense.faiss"))
         faiss.write_index(_flat_index(content.sentence_vectors, model.dimension), str(staging / "sentences.faiss"))
@@ -311,7 +334,14 @@ def load_snapshot(index_dir: Path) -> Snapshot:
     path = current_snapshot_path(index_dir)
     manifest = Manifest.from_json((path / "manifest.json").read_text(encoding="utf-8"))
     documents = _read_documents(path / "documents.jsonl")
+    lexical = LexicalIndex.load(path / "bm25", manifest.bm25)
     with np.load(path / "chunks.npz") as chunks, np.load(path / "sentences.npz") as sentences:
+        if "term_ptr" in sentences.files:
+            term_ptr, term_ids = sentences["term_ptr"], sentences["term_ids"]
+        else:  # written before the highlight stored them: derive them once here
+            term_ptr, term_ids = sentence_terms(
+                documents, sentences["doc"], sentences["start"], sentences["end"], lexical
+            )
         snapshot = Snapshot(
             path=path,
             manifest=manifest,
@@ -320,13 +350,15 @@ def load_snapshot(index_dir: Path) -> Snapshot:
             chunk_starts=chunks["start"],
             chunk_ends=chunks["end"],
             dense=faiss.read_index(str(path / "dense.faiss")),
-            lexical=LexicalIndex.load(path / "bm25", manifest.bm25),
+            lexical=lexical,
             sentence_docs=sentences["doc"],
             sentence_starts=sentences["start"],
             sentence_ends=sentences["end"],
             sentence_dense=faiss.read_index(str(path / "sentences.faiss")),
             chunk_sentence_ptr=chunks["sentence_ptr"],
             chunk_sentence_rows=chunks["sentence_rows"],
+            sentence_term_ptr=term_ptr,
+            sentence_term_ids=term_ids,
         )
     counts = manifest.counts
     if not (

@@ -9,7 +9,6 @@ from enum import StrEnum
 import faiss
 import numpy as np
 
-from indexer.lexical import LexicalIndex
 from indexer.sentences import Span
 from indexer.snapshot import Snapshot
 from service.cues import AnswerKind, answer_kind, has_answer_kind
@@ -124,21 +123,19 @@ def overlap_fraction(a: Span, b: Span) -> float:
     return max(0, common) / shorter if shorter > 0 else 0.0
 
 
-def term_coverage(sentence_terms: Sequence[str], weights: dict[str, float]) -> float:
-    """Share of the question's idf mass whose terms occur in the sentence (0..1)."""
-    total = sum(weights.values())
+def term_coverage(sentence_ids: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray) -> float:
+    """Share of the question's idf mass (`query_weights` of the distinct `query_ids`) present in the sentence."""
+    total = float(query_weights.sum())
     if total <= 0:
         return 0.0
-    present = set(sentence_terms)
-    return sum(weight for term, weight in weights.items() if term in present) / total
+    return float(query_weights[np.isin(query_ids, sentence_ids)].sum()) / total
 
 
 def answer_sentence_scores(
     sentences: Sequence[str],
     similarities: np.ndarray | None,
-    weights: dict[str, float],
+    coverage: np.ndarray,
     kind: AnswerKind | None,
-    lexical: LexicalIndex,
     term_weight: float = RetrievalConfig.highlight_term_weight,
     cue_bonus: float = RetrievalConfig.cue_bonus,
 ) -> np.ndarray:
@@ -149,10 +146,9 @@ def answer_sentence_scores(
     kind of thing asked for.
     """
     scores = np.zeros(len(sentences)) if similarities is None else similarities.astype(np.float64)
-    for i, sentence in enumerate(sentences):
-        scores[i] += term_weight * term_coverage(lexical.terms(sentence), weights)
-        if kind is not None and has_answer_kind(sentence, kind):
-            scores[i] += cue_bonus
+    scores = scores + term_weight * coverage
+    if kind is not None and cue_bonus:
+        scores += cue_bonus * np.array([has_answer_kind(sentence, kind) for sentence in sentences], dtype=np.float64)
     return scores
 
 
@@ -231,7 +227,8 @@ class Retriever:
         config = self.config
         depth = min(snapshot.num_chunks, max(config.min_candidates, 4 * k))
         lexical = snapshot.lexical
-        bm25_all = lexical.scores(lexical.query_token_ids(query))
+        query_token_ids = lexical.query_token_ids(query)
+        bm25_all = lexical.scores(query_token_ids)
         bm25_top = top_allowed(bm25_all, depth, allowed)
         if vector is None and mode != Mode.bm25:
             vector = self._encode_query(query)
@@ -257,7 +254,8 @@ class Retriever:
         chosen = self._distinct(ordered, k)
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
-        weights = lexical.idf(lexical.terms(query)) if highlight else {}
+        query_ids = np.unique(np.asarray(query_token_ids, dtype=np.int64))
+        query_weights = lexical.idf_of_ids(query_ids.tolist())
         kind = answer_kind(query) if highlight else None
         hits = []
         for rank, row in enumerate(chosen, start=1):
@@ -269,8 +267,12 @@ class Retriever:
                 spans = [Span(int(snapshot.sentence_starts[r]), int(snapshot.sentence_ends[r])) for r in sentence_rows]
                 similarities = snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None else None
                 texts = [document.text[span.start : span.end] for span in spans]
+                ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
+                coverage = np.array(
+                    [term_coverage(ids[ptr[r] : ptr[r + 1]], query_ids, query_weights) for r in sentence_rows]
+                )
                 scores = answer_sentence_scores(
-                    texts, similarities, weights, kind, lexical, config.highlight_term_weight, config.cue_bonus
+                    texts, similarities, coverage, kind, config.highlight_term_weight, config.cue_bonus
                 )
                 best = spans[int(np.argmax(scores))]
             hits.append(

@@ -63,21 +63,32 @@ def lexical() -> LexicalIndex:
     )
 
 
-def test_term_coverage_is_the_share_of_question_idf(lexical: LexicalIndex):
-    weights = {"carter": 2.0, "offens": 1.0, "missing": 1.0}
-    assert term_coverage(["carter", "offens"], weights) == pytest.approx(0.75)
-    assert term_coverage([], weights) == 0.0 and term_coverage(["x"], {}) == 0.0
+def test_term_coverage_is_the_share_of_question_idf():
+    query_ids, weights = np.array([1, 2, 3]), np.array([2.0, 1.0, 1.0])
+    assert term_coverage(np.array([1, 2, 7]), query_ids, weights) == pytest.approx(0.75)
+    assert term_coverage(np.array([], dtype=np.int64), query_ids, weights) == 0.0
+    assert term_coverage(np.array([1]), np.array([], dtype=np.int64), np.array([])) == 0.0
 
 
-def test_answer_sentence_scores_add_coverage_and_cue_to_the_cosine(lexical: LexicalIndex):
+def test_answer_sentence_scores_add_coverage_and_cue_to_the_cosine():
     question = "how many troops did Carter send"
-    weights = lexical.idf(lexical.terms(question))
     sentences = ["Carter spoke about the offensive.", "Carter will send 200 troops."]
-    similarities = np.array([0.5, 0.5])
-    scores = answer_sentence_scores(sentences, similarities, weights, answer_kind(question), lexical)
-    first = 0.5 + HIGHLIGHT_TERM_WEIGHT * term_coverage(lexical.terms(sentences[0]), weights)
-    second = 0.5 + HIGHLIGHT_TERM_WEIGHT * term_coverage(lexical.terms(sentences[1]), weights) + CUE_BONUS
-    assert scores.tolist() == pytest.approx([first, second])
-    assert scores[1] > scores[0]
-    no_vector = answer_sentence_scores(sentences, None, weights, None, lexical)
-    assert no_vector[1] > no_vector[0] and no_vector[0] > 0
+    coverage = np.array([0.4, 0.9])
+    scores = answer_sentence_scores(sentences, np.array([0.5, 0.5]), coverage, answer_kind(question))
+    assert scores.tolist() == pytest.approx(
+        [0.5 + HIGHLIGHT_TERM_WEIGHT * 0.4, 0.5 + HIGHLIGHT_TERM_WEIGHT * 0.9 + CUE_BONUS]
+    )
+    without_cue = answer_sentence_scores(sentences, np.array([0.5, 0.5]), coverage, None, cue_bonus=CUE_BONUS)
+    assert without_cue[1] - without_cue[0] == pytest.approx(HIGHLIGHT_TERM_WEIGHT * 0.5)
+    no_vector = answer_sentence_scores(sentences, None, coverage, None)
+    assert no_vector[1] > no_vector[0] > 0
+
+
+def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
+    snapshot = engine.snapshot
+    lexical = snapshot.lexical
+    for row in range(0, len(snapshot.sentence_docs), 7):
+        document = snapshot.documents[snapshot.sentence_docs[row]]
+        text = document.text[snapshot.sentence_starts[row] : snapshot.sentence_ends[row]]
+        stored = snapshot.sentence_term_ids[snapshot.sentence_term_ptr[row] : snapshot.sentence_term_ptr[row + 1]]
+        assert stored.tolist() == lexical.token_ids_batch([" ".join(text.split())])[0]

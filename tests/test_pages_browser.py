@@ -191,4 +191,3 @@ def test_phone_width_keyboard_and_screenshot(browser, seed_server, tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         context.close()
-
