@@ -9,6 +9,7 @@ from indexer.build import build_index
 from indexer.chunking import ChunkerConfig
 from indexer.documents import load_documents
 from indexer.embedding import Embedder
+from indexer.encoders import index_encoder_cache
 from indexer.snapshot import Snapshot, SnapshotError, load_snapshot
 from service.retrieval import Hit, Mode, Retriever
 from service.settings import Settings
@@ -30,6 +31,17 @@ def check_model(snapshot: Snapshot, embedder: Embedder, index_dir: Path) -> None
             f"({embedder.info.path}, fingerprint {embedder.info.fingerprint[:12]}): re-index, "
             f"or set CITELINE_MODEL={built_with.path}"
         )
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The model on the configured encoder; ONNX exports are cached in the index directory."""
+    return Embedder(
+        settings.model,
+        batch_size=settings.batch_size,
+        encoder=settings.encoder,
+        cache_dir=index_encoder_cache(settings.index),
+        threads=settings.threads,
+    )
 
 
 def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
@@ -72,10 +84,13 @@ class Engine:
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
         """Load the model and the index named by `settings`, indexing `settings.sources` first if any."""
-        embedder = embedder or Embedder(settings.model, batch_size=settings.batch_size)
         if settings.source_list():
+            embedder = embedder or load_embedder(settings)
             index_sources(settings, embedder)
-        return cls(embedder, load_snapshot(settings.index), settings.index)
+            return cls(embedder, load_snapshot(settings.index), settings.index)
+        # The snapshot first: a missing index is reported before any model loading or export.
+        snapshot = load_snapshot(settings.index)
+        return cls(embedder or load_embedder(settings), snapshot, settings.index)
 
     def search(self, query: str, k: int, mode: Mode) -> list[Hit]:
         return self.retriever.search(query, k, mode)
