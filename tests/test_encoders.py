@@ -228,3 +228,14 @@ def test_bad_encoder_variable_is_a_clear_cli_error(monkeypatch, capsys, tmp_path
     monkeypatch.setenv("CITELINE_ENCODER", "gpu")
     assert main(["search", "q", "--index", str(tmp_path)]) == 2
     assert "CITELINE_ENCODER='gpu' is not one of onnx, onnx-int8, torch" in capsys.readouterr().err
+
+
+def test_encoder_and_threads_flags_override_the_environment(monkeypatch):
+    from service.cli import _settings, build_parser
+
+    monkeypatch.setenv("CITELINE_ENCODER", "torch")
+    monkeypatch.setenv("CITELINE_THREADS", "4")
+    for command in (["search", "q"], ["index", "seeds"], ["serve"], ["eval", "questions.jsonl"]):
+        settings = _settings(build_parser().parse_args([*command, "--encoder", "onnx-int8", "--threads", "1"]))
+        assert (settings.encoder, settings.threads) == ("onnx-int8", 1)
+    assert _settings(build_parser().parse_args(["serve"])).encoder == "torch"
