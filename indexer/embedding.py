@@ -1,4 +1,4 @@
-"""The text encoder: a sentence-transformers model loaded once, offline, from a local path by default."""
+"""The text encoder: one model, loaded once, offline, from a local path by default, on the chosen backend."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from indexer.encoders import DEFAULT_ENCODER, Encoder, check_encoder_kind, create_encoder
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _FINGERPRINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model", ".onnx")
@@ -54,28 +52,6 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-class HFTokenCounter:
-    """`TokenCounter` over a Hugging Face fast tokenizer (the embedder's own)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tokenizer = tokenizer
-        # Counting a sentence longer than the model's limit is the point here, not an error.
-        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
-
-    def count(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        encoded = self._tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)
-        return [len(ids) for ids in encoded["input_ids"]]
-
-    def prefix_length(self, text: str, max_tokens: int) -> int:
-        encoded = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = encoded["offset_mapping"]
-        if len(offsets) <= max_tokens:
-            return len(text)
-        return int(offsets[max_tokens][0]) if max_tokens > 0 else 0
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     """What an index records about the model that embedded it."""
@@ -88,36 +64,48 @@ class ModelInfo:
 
 
 class Embedder:
-    """Encodes texts into L2-normalised float32 vectors; knows its tokenizer and token limit."""
+    """Encodes texts into L2-normalised float32 vectors; knows its tokenizer and token limit.
 
-    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
+    The backend (`encoder`: onnx, onnx-int8 or torch) is chosen by `create_encoder`; whichever runs, the
+    model, its fingerprint and so its vectors are the same, so an index built with one serves with another.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        batch_size: int = 64,
+        encoder: str = DEFAULT_ENCODER,
+        cache_dir: Path | None = None,
+        threads: int = 0,
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
+        check_encoder_kind(encoder)
         self.name = model or DEFAULT_MODEL
         location = resolve_model(model)
-        try:
-            self._model: SentenceTransformer = SentenceTransformer(location, device="cpu")
-        except Exception as error:
-            raise ModelError(
-                f"could not load model {self.name!r} from {location!r} with the hub off: {error}. "
-                "Set CITELINE_MODEL to a local model folder."
-            ) from error
-        self.batch_size = batch_size
-        self.token_counter = HFTokenCounter(self._model.tokenizer)
         model_dir = Path(location)
         # A hub name resolved from the local cache has no folder of ours to hash: its name stands in.
         fingerprint = (
             model_fingerprint(model_dir) if model_dir.is_dir() else hashlib.sha256(location.encode()).hexdigest()
         )
+        try:
+            self._encoder: Encoder = create_encoder(encoder, location, fingerprint, cache_dir, threads)
+        except Exception as error:
+            raise ModelError(
+                f"could not load model {self.name!r} from {location!r} with the hub off: {error}. "
+                "Set CITELINE_MODEL to a local model folder."
+            ) from error
+        self.encoder = self._encoder.kind  # the backend actually running (torch after a fallback)
+        self.batch_size = batch_size
+        self.token_counter = self._encoder.token_counter
         self.info = ModelInfo(
             name=self.name,
             path=location,
-            dimension=self._model.get_embedding_dimension() or 0,
-            max_seq_length=int(self._model.max_seq_length or 512),
+            dimension=self._encoder.dimension,
+            max_seq_length=self._encoder.max_seq_length,
             fingerprint=fingerprint,
         )
+        logger.info("encoder %s for model %s", self.encoder, self.name)
 
     @property
     def token_limit(self) -> int:
@@ -128,14 +116,7 @@ class Embedder:
         """Vectors of `texts`, shape (len(texts), dimension), unit length, float32."""
         if not texts:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=show_progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return self._encoder.encode(list(texts), self.batch_size, show_progress)
 
     def encode_query(self, query: str) -> np.ndarray:
         """Vector of one question, shape (dimension,)."""

@@ -12,6 +12,7 @@ Layout of an index directory:
                           dense.faiss       FAISS inner-product index of the normalised chunk vectors
                           sentences.faiss   the same for the sentences of the chunks
                           bm25/             bm25s index of the same chunks
+    INDEX/encoders/<fingerprint[:16]>/      ONNX export of the model (a cache: indexer/encoders.py)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from indexer.encoders import ENCODERS
 from service.settings import Settings, settings_table
 
 logger = logging.getLogger("citeline")
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--index", type=Path, help="index directory (CITELINE_INDEX, default ./index)")
         sub.add_argument("--model", help="embedding model: default name, local folder (CITELINE_MODEL)")
         sub.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (CITELINE_LOG_LEVEL)")
+        sub.add_argument("--encoder", choices=ENCODERS, help="encoder backend (CITELINE_ENCODER, default onnx)")
+        sub.add_argument("--threads", type=int, help="encoder threads, 0 = library default (CITELINE_THREADS)")
 
     index = commands.add_parser(
         "index",
@@ -107,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
-    from indexer.embedding import Embedder
-    from service.engine import Engine, index_sources
+    from service.engine import Engine, index_sources, load_embedder
     from service.evaluation import corpus_groups, evaluate, load_dataset, split_half
     from service.retrieval import Mode
 
@@ -117,7 +119,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
         dataset = split_half(dataset, args.half, corpus_groups(dataset.corpus) if dataset.corpus else None)
     if args.sample and args.sample < len(dataset.queries):
         dataset = replace(dataset, queries=random.Random(0).sample(dataset.queries, args.sample))
-    embedder = Embedder(settings.model, batch_size=settings.batch_size)
+    embedder = load_embedder(settings)
     if args.build:
         if dataset.corpus is None:
             print("citeline: --build needs a BEIR folder (a QA file has no corpus)", file=sys.stderr)
@@ -153,16 +155,17 @@ def _settings(args: argparse.Namespace) -> Settings:
             "chunk_tokens",
             "overlap_sentences",
             "batch_size",
+            "encoder",
+            "threads",
         )
     }
     return Settings.from_env(**overrides)
 
 
 def _run_index(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.embedding import Embedder
-    from service.engine import index_sources
+    from service.engine import index_sources, load_embedder
 
-    embedder = Embedder(settings.model, batch_size=settings.batch_size)
+    embedder = load_embedder(settings)
     index_sources(_with_sources(settings, args.sources), embedder, show_progress=not args.quiet)
     return 0
 

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from indexer.encoders import DEFAULT_ENCODER, ENCODERS
+
 ENV_PREFIX = "CITELINE_"
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,12 @@ class Settings:
     overlap_sentences: int = _setting(1, "Sentences repeated between consecutive passages of a document.")
     batch_size: int = _setting(64, "Encoding batch size when indexing.")
     log_level: str = _setting("INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).")
+    encoder: str = _setting(
+        DEFAULT_ENCODER,
+        "Query and indexing encoder: onnx (fp32), onnx-int8 or torch; torch is the fallback when onnx cannot run.",
+        choices=ENCODERS,
+    )
+    threads: int = _setting(0, "Encoder threads (onnxruntime intra-op, torch); 0 = the library's default.")
     reload_seconds: float = _setting(
         2.0, "How often `serve` checks for a snapshot written by another process (0: never)."
     )
@@ -34,6 +42,14 @@ class Settings:
     read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")
     max_body_bytes: int = _setting(10_000_000, "Largest request body accepted, in bytes (else 413).")
     max_document_chars: int = _setting(1_000_000, "Longest document text accepted through the API, in characters.")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata["choices"]
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(
+                    f"{ENV_PREFIX}{f.name.upper()}={getattr(self, f.name)!r} is not one of {', '.join(choices)}"
+                )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

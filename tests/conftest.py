@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from indexer.documents import Document, load_documents
 from indexer.embedding import Embedder
+from indexer.encoders import index_encoder_cache
 from service.app import create_app
 from service.engine import Engine, index_sources
 from service.settings import Settings
@@ -23,8 +24,14 @@ SEEDS = ROOT / "seeds"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    return Embedder()
+def seed_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("seed-index")
+
+
+@pytest.fixture(scope="session")
+def embedder(seed_index_dir: Path) -> Embedder:
+    # The default encoder; its ONNX export, made once per run, is cached where a server on the seed index finds it.
+    return Embedder(cache_dir=index_encoder_cache(seed_index_dir))
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +40,9 @@ def seed_documents() -> list[Document]:
 
 
 @pytest.fixture(scope="session")
-def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
-    index_dir = tmp_path_factory.mktemp("seed-index")
-    index_sources(Settings(index=index_dir, sources=str(SEEDS)), embedder, show_progress=False)
-    return index_dir
+def seed_index(seed_index_dir: Path, embedder: Embedder) -> Path:
+    index_sources(Settings(index=seed_index_dir, sources=str(SEEDS)), embedder, show_progress=False)
+    return seed_index_dir
 
 
 @pytest.fixture(scope="session")
