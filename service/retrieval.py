@@ -30,6 +30,9 @@ class RetrievalConfig:
     duplicate_overlap: float = 0.5  # a passage sharing more than this with a better one of its document is dropped
     highlight_term_weight: float = 0.3  # answering sentence: weight of question-term coverage
     cue_bonus: float = 0.05  # answering sentence: bonus for holding the kind of answer asked for
+    answer_rerank: float = 0.0  # hybrid second stage: weight of the best sentence's answer score
+    rerank_cue: float = 0.0  # ... and of its answer-kind cue within that score
+    rerank_depth: int = 30  # ... over this many of the best fused passages
 
 
 class Mode(StrEnum):
@@ -250,12 +253,15 @@ class Retriever:
                 if config.fusion == "rrf"
                 else convex_fusion(dense, bm25_candidates, config.dense_weight)
             )
+        query_ids = np.unique(np.asarray(query_token_ids, dtype=np.int64))
+        query_weights = lexical.idf_of_ids(query_ids.tolist())
         ordered = sorted(fused, key=lambda row: (-fused[row], row))
+        if mode == Mode.hybrid and config.answer_rerank > 0:
+            fused = self._answer_rerank(query, ordered[: config.rerank_depth], fused, query_ids, query_weights)
+            ordered = sorted(fused, key=lambda row: (-fused[row], row))
         chosen = self._distinct(ordered, k)
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
-        query_ids = np.unique(np.asarray(query_token_ids, dtype=np.int64))
-        query_weights = lexical.idf_of_ids(query_ids.tolist())
         kind = answer_kind(query) if highlight else None
         hits = []
         for rank, row in enumerate(chosen, start=1):
@@ -293,6 +299,35 @@ class Retriever:
                 )
             )
         return hits
+
+    def _answer_rerank(
+        self,
+        query: str,
+        rows: Sequence[int],
+        fused: dict[int, float],
+        query_ids: np.ndarray,
+        query_weights: np.ndarray,
+    ) -> dict[int, float]:
+        """Second stage over the best fused rows: add how well each passage's best sentence could answer.
+
+        Passage-level scores miss a question whose terms gather in one sentence; this rewards the
+        passage holding a sentence that covers the question's rarer terms and has the kind of answer asked for.
+        """
+        snapshot, config = self.snapshot, self.config
+        kind = answer_kind(query)
+        ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
+        reranked = dict(fused)
+        for row in rows:
+            best = 0.0
+            document = snapshot.documents[snapshot.chunk_docs[row]]
+            for sentence in snapshot.sentence_rows_of(row):
+                score = term_coverage(ids[ptr[sentence] : ptr[sentence + 1]], query_ids, query_weights)
+                if kind is not None and config.rerank_cue:
+                    text = document.text[snapshot.sentence_starts[sentence] : snapshot.sentence_ends[sentence]]
+                    score += config.rerank_cue * has_answer_kind(text, kind)
+                best = max(best, score)
+            reranked[row] = fused[row] + config.answer_rerank * best
+        return reranked
 
     def _distinct(self, ordered: Sequence[int], k: int) -> list[int]:
         """The first `k` rows, skipping passages that mostly repeat a better one of the same document."""
