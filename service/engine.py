@@ -24,8 +24,9 @@ from indexer.snapshot import (
     load_snapshot,
     writer_lock,
 )
+from service.batching import BatchingEncoder
 from service.filters import SearchFilter
-from service.retrieval import Hit, Mode, Retriever
+from service.retrieval import Hit, Mode, QueryEncoder, Retriever
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -116,9 +117,9 @@ class IndexState:
     chunk_counts: dict[str, int]
 
     @classmethod
-    def of(cls, snapshot: Snapshot, embedder: Embedder) -> IndexState:
+    def of(cls, snapshot: Snapshot, encode_query: QueryEncoder) -> IndexState:
         counts = {doc_id: len(rows) for doc_id, rows in snapshot.chunk_rows_by_doc().items()}
-        return cls(snapshot, Retriever(snapshot, embedder.encode_query), counts)
+        return cls(snapshot, Retriever(snapshot, encode_query), counts)
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,14 @@ class Engine:
     write and never see half of one.
     """
 
-    def __init__(self, embedder: Embedder, snapshot: Snapshot, index_dir: Path) -> None:
+    def __init__(self, embedder: Embedder, snapshot: Snapshot, index_dir: Path, batch_queries: bool = False) -> None:
         check_model(snapshot, embedder, index_dir)
         self.embedder = embedder
         self.index_dir = index_dir
-        self._state = IndexState.of(snapshot, embedder)
+        self._encode_query: QueryEncoder = (
+            BatchingEncoder(embedder.encode).encode_query if batch_queries else embedder.encode_query
+        )
+        self._state = IndexState.of(snapshot, self._encode_query)
         self._write_lock = threading.Lock()
 
     @classmethod
@@ -162,7 +166,7 @@ class Engine:
                 build_index([], settings.index, embedder, chunker_config(settings, embedder), show_progress=False)
         # The snapshot first: a missing index is reported before any model loading or export.
         snapshot = load_snapshot(settings.index)
-        return cls(embedder or load_embedder(settings), snapshot, settings.index)
+        return cls(embedder or load_embedder(settings), snapshot, settings.index, settings.batch_queries)
 
     @property
     def state(self) -> IndexState:
@@ -186,7 +190,7 @@ class Engine:
             return False
         snapshot = load_snapshot(self.index_dir)
         check_model(snapshot, self.embedder, self.index_dir)
-        self._state = IndexState.of(snapshot, self.embedder)
+        self._state = IndexState.of(snapshot, self._encode_query)
         logger.info("swapped in snapshot %s", snapshot.path.name)
         return True
 

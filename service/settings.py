@@ -34,6 +34,9 @@ class Settings:
         "Query and indexing encoder: onnx (fp32), onnx-int8 or torch; torch is the fallback when onnx cannot run.",
         choices=ENCODERS,
     )
+    batch_queries: bool = _setting(
+        True, "Encode questions that arrive together in one batch (no waiting window); false: one by one."
+    )
     threads: int = _setting(0, "Encoder threads (onnxruntime intra-op, torch); 0 = the library's default.")
     reload_seconds: float = _setting(
         2.0, "How often `serve` checks for a snapshot written by another process (0: never)."
@@ -63,7 +66,7 @@ class Settings:
                 continue
             kind: type = type(f.default)
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = parse_bool(raw) if kind is bool else kind(raw)
             except ValueError as error:
                 raise ValueError(f"{variable}={raw!r} is not a valid {kind.__name__}") from error
         return replace(cls(**values), **{k: v for k, v in overrides.items() if v is not None})
@@ -71,6 +74,16 @@ class Settings:
     def source_list(self) -> list[str]:
         """`sources` split into paths."""
         return [s.strip() for s in self.sources.split(",") if s.strip()]
+
+
+def parse_bool(raw: str) -> bool:
+    """`1/true/yes/on` or `0/false/no/off`, any case."""
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def settings_table() -> list[tuple[str, str, str]]:
