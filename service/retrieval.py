@@ -15,6 +15,7 @@ from service.cues import AnswerKind, answer_kind, has_answer_kind
 from service.filters import SearchFilter, allowed_chunks
 
 RRF_CONSTANT = 60
+COPY_COSINE = 0.9
 
 QueryEncoder = Callable[[str], np.ndarray]
 
@@ -28,9 +29,10 @@ class RetrievalConfig:
     fusion: str = "convex"  # "convex" (normalised scores) or "rrf" (reciprocal ranks)
     min_candidates: int = 100  # candidates per retriever before fusion
     duplicate_overlap: float = 0.5  # a passage sharing more than this with a better one of its document is dropped
+    copy_similarity: float = 0.8  # word-set Jaccard at which another document's passage is a copy (> 1: off)
     highlight_term_weight: float = 0.3  # answering sentence: weight of question-term coverage
     cue_bonus: float = 0.05  # answering sentence: bonus for holding the kind of answer asked for
-    answer_rerank: float = 0.0  # hybrid second stage: weight of the best sentence's answer score
+    answer_rerank: float = 0.3  # hybrid second stage: weight of the best sentence's answer score
     rerank_cue: float = 0.0  # ... and of its answer-kind cue within that score
     rerank_depth: int = 30  # ... over this many of the best fused passages
 
@@ -41,6 +43,17 @@ class Mode(StrEnum):
     hybrid = "hybrid"
     dense = "dense"
     bm25 = "bm25"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where a passage is: a document and a span of its original text."""
+
+    doc_id: str
+    title: str | None
+    source: str
+    start: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class Hit:
     dense: float
     bm25: float
     fused: float
+    duplicates: tuple[Reference, ...] = ()  # near-identical passages of other documents, folded into this one
 
 
 def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
@@ -259,7 +273,7 @@ class Retriever:
         if mode == Mode.hybrid and config.answer_rerank > 0:
             fused = self._answer_rerank(query, ordered[: config.rerank_depth], fused, query_ids, query_weights)
             ordered = sorted(fused, key=lambda row: (-fused[row], row))
-        chosen = self._distinct(ordered, k)
+        chosen, folded = self._distinct(ordered, k)
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
         kind = answer_kind(query) if highlight else None
@@ -296,9 +310,15 @@ class Retriever:
                     dense=dense.get(row, 0.0),
                     bm25=float(bm25_all[row]),
                     fused=fused[row],
+                    duplicates=tuple(self._reference(r) for r in folded.get(row, [])),
                 )
             )
         return hits
+
+    def _reference(self, row: int) -> Reference:
+        document = self.snapshot.documents[self.snapshot.chunk_docs[row]]
+        start, end = int(self.snapshot.chunk_starts[row]), int(self.snapshot.chunk_ends[row])
+        return Reference(document.doc_id, document.title, document.source, start, end)
 
     def _answer_rerank(
         self,
@@ -329,21 +349,50 @@ class Retriever:
             reranked[row] = fused[row] + config.answer_rerank * best
         return reranked
 
-    def _distinct(self, ordered: Sequence[int], k: int) -> list[int]:
-        """The first `k` rows, skipping passages that mostly repeat a better one of the same document."""
-        snapshot = self.snapshot
+    def _distinct(self, ordered: Sequence[int], k: int) -> tuple[list[int], dict[int, list[int]]]:
+        """The first `k` rows that are distinct evidence, and for each the duplicates folded into it.
+
+        A passage that mostly repeats a better one of the same document (overlapping chunks) is skipped;
+        a near-identical passage of another document (a syndicated story) is folded into the better one,
+        so the top k shows distinct evidence and the copies stay reachable.
+        """
+        snapshot, config = self.snapshot, self.config
         chosen: list[int] = []
+        folded: dict[int, list[int]] = {}
+        words: dict[int, set[str]] = {}
         for row in ordered:
             span = Span(int(snapshot.chunk_starts[row]), int(snapshot.chunk_ends[row]))
             doc = snapshot.chunk_docs[row]
             if any(
                 snapshot.chunk_docs[other] == doc
                 and overlap_fraction(span, Span(int(snapshot.chunk_starts[other]), int(snapshot.chunk_ends[other])))
-                > self.config.duplicate_overlap
+                > config.duplicate_overlap
                 for other in chosen
             ):
+                continue
+            original = self._copy_of(row, chosen, words)
+            if original is not None:
+                folded.setdefault(original, []).append(row)
                 continue
             chosen.append(row)
             if len(chosen) == k:
                 break
-        return chosen
+        return chosen, folded
+
+    def _copy_of(self, row: int, chosen: Sequence[int], words: dict[int, set[str]]) -> int | None:
+        """The chosen row of another document that `row` nearly repeats word for word, if any."""
+        snapshot, config = self.snapshot, self.config
+        if config.copy_similarity > 1:
+            return None
+        for other in chosen:
+            if snapshot.chunk_docs[other] == snapshot.chunk_docs[row]:
+                continue
+            if float(snapshot.chunk_matrix[row] @ snapshot.chunk_matrix[other]) < COPY_COSINE:
+                continue  # cheap filter: copies embed alike
+            for r in (row, other):
+                if r not in words:
+                    words[r] = set(snapshot.chunk_text(r).lower().split())
+            union = len(words[row] | words[other])
+            if union and len(words[row] & words[other]) / union >= config.copy_similarity:
+                return other
+        return None

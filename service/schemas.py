@@ -151,6 +151,10 @@ class SearchResult(BaseModel):
     citation: Citation
     highlight: Highlight
     scores: Scores
+    duplicates: list[Citation] = Field(
+        default_factory=list,
+        description="Near-identical passages of other documents (the same story syndicated), folded into this one.",
+    )
 
 
 class SearchResponse(BaseModel):

@@ -386,3 +386,26 @@ def test_server_follows_snapshots_written_by_another_process(index_copy: Path, e
             time.sleep(0.05)
         assert client.get("/health").json()["documents"] == 6
         assert search(client, "harbour cranes idle")[0]["citation"]["doc_id"] == "cranes"
+
+
+def test_syndicated_copies_fold_into_one_result_and_stay_reachable(writable: TestClient):
+    story = (
+        "Engineers inspecting the Tabqa dam found cracks in its spillway after weeks of fighting nearby. "
+        "The dam holds back Lake Assad, and a breach would flood villages downstream."
+    )
+    docs = [
+        {"doc_id": "outlet-a", "title": "Dam cracks", "text": story},
+        {"doc_id": "outlet-b", "title": "Tabqa dam damaged", "text": story + " Reporting by our correspondent."},
+        {"doc_id": "other", "text": "Lake Assad supplies water to Aleppo; officials plan repairs to the pumps."},
+    ]
+    assert writable.post("/documents", json={"documents": docs}, headers=AUTH).status_code == 201
+    results = search(writable, "cracks found in the Tabqa dam spillway", k=5)
+    first = results[0]
+    assert first["citation"]["doc_id"] in {"outlet-a", "outlet-b"}
+    copy = {"outlet-a", "outlet-b"} - {first["citation"]["doc_id"]}
+    assert [d["doc_id"] for d in first["duplicates"]] == list(copy)
+    assert all(r["citation"]["doc_id"] not in copy for r in results), "the copy is folded, not listed again"
+    assert len(results) == 5
+    for duplicate in first["duplicates"]:
+        text = writable.get(f"/documents/{duplicate['doc_id']}").json()["text"]
+        assert "Tabqa dam found cracks" in text[duplicate["start"] : duplicate["end"]]

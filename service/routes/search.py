@@ -33,6 +33,9 @@ def _result(hit: Hit) -> SearchResult:
         citation=Citation(doc_id=hit.doc_id, title=hit.title, source=hit.source, start=hit.start, end=hit.end),
         highlight=Highlight(text=hit.highlight_text, start=hit.highlight.start, end=hit.highlight.end),
         scores=Scores(dense=hit.dense, bm25=hit.bm25, fused=hit.fused),
+        duplicates=[
+            Citation(doc_id=d.doc_id, title=d.title, source=d.source, start=d.start, end=d.end) for d in hit.duplicates
+        ],
     )
 
 
