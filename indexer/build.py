@@ -164,7 +164,8 @@ def build_index(
             parts.append(_split(document, embedder, chunker))
     reused_documents = sum(1 for p in parts if p.chunk_vectors is not None)
     removed = len(set(old_hashes) - {d.doc_id for d in documents})
-    if previous is not None and reused_documents == len(parts) and list(documents) == previous.documents:
+    unchanged = list(documents) == (previous.documents if previous else None)
+    if previous is not None and reused_documents == len(parts) and unchanged and previous.manifest.bm25 == bm25:
         logger.info("index is up to date: nothing to embed or remove")
         return BuildReport(
             previous.path, len(documents), previous.num_chunks, 0, reused_documents, 0, time.perf_counter() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,14 @@ from pathlib import Path
 import bm25s
 import numpy as np
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)
-_EMPTY_MARKER = "EMPTY"  # bm25s cannot index zero documents: an empty collection is saved as this file
+_EMPTY_MARKER = "EMPTY"
+# "IS" (Islamic State), "IT", "AS": acronyms that lowercase into stopwords and would vanish from BM25.
+_ACRONYM_STOPWORD = re.compile(
+    r"\b(" + "|".join(sorted(w.upper() for w in STOPWORDS_EN if len(w) >= 2)) + r")\b"
+)  # bm25s cannot index zero documents: an empty collection is saved as this file
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,14 @@ class BM25Config:
     b: float = 0.75
     stemmer: str = "english"
     stopwords: str = "en"
+    keep_acronyms: bool = True  # an all-caps stopword in mixed-case text ("IS fighters") is a term of its own
+
+
+def mark_acronyms(text: str) -> str:
+    """`text` with all-caps stopwords ("IS", "IT") turned into distinct terms ("is_acr"), unless it is all caps."""
+    if not any(c.islower() for c in text):
+        return text
+    return _ACRONYM_STOPWORD.sub(lambda m: m.group(0).lower() + "_acr", text)
 
 
 class LexicalIndex:
@@ -46,7 +60,8 @@ class LexicalIndex:
         if not texts:
             return cls(None, config)
         stemmer = Stemmer.Stemmer(config.stemmer) if config.stemmer else None
-        tokens = bm25s.tokenize(list(texts), stopwords=config.stopwords, stemmer=stemmer, show_progress=False)
+        prepared = [mark_acronyms(t) for t in texts] if config.keep_acronyms else list(texts)
+        tokens = bm25s.tokenize(prepared, stopwords=config.stopwords, stemmer=stemmer, show_progress=False)
         retriever = bm25s.BM25(k1=config.k1, b=config.b)
         retriever.index(tokens, show_progress=False)
         return cls(retriever, config)
@@ -64,10 +79,17 @@ class LexicalIndex:
             return cls(None, config)
         return cls(bm25s.BM25.load(str(directory), mmap=False), config)
 
+    def _prepare(self, text: str) -> str:
+        return mark_acronyms(text) if self.config.keep_acronyms else text
+
     def terms(self, text: str) -> list[str]:
         """The stemmed, stopword-free terms of `text`, as BM25 sees them."""
         tokenized = bm25s.tokenize(
-            [text], stopwords=self.config.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
+            [self._prepare(text)],
+            stopwords=self.config.stopwords,
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
         )
         return list(tokenized[0]) if tokenized else []
 
@@ -88,7 +110,11 @@ class LexicalIndex:
         if self._retriever is None or not texts:
             return [[] for _ in texts]
         tokenized = bm25s.tokenize(
-            list(texts), stopwords=self.config.stopwords, stemmer=self._stemmer, return_ids=False, show_progress=False
+            [self._prepare(t) for t in texts],
+            stopwords=self.config.stopwords,
+            stemmer=self._stemmer,
+            return_ids=False,
+            show_progress=False,
         )
         vocab = self._retriever.vocab_dict
         return [[vocab[t] for t in terms if t in vocab] for terms in tokenized]

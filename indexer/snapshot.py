@@ -75,7 +75,7 @@ class Manifest:
             created_at=raw["created_at"],
             model=ModelInfo(**raw["model"]),
             chunker=ChunkerConfig(**raw["chunker"]),
-            bm25=BM25Config(**raw["bm25"]),
+            bm25=BM25Config(**{"keep_acronyms": False, **raw["bm25"]}),  # older indexes kept no acronyms
             counts=dict(raw["counts"]),
             documents=dict(raw["documents"]),
         )

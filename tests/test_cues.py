@@ -92,3 +92,15 @@ def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
         text = document.text[snapshot.sentence_starts[row] : snapshot.sentence_ends[row]]
         stored = snapshot.sentence_term_ids[snapshot.sentence_term_ptr[row] : snapshot.sentence_term_ptr[row + 1]]
         assert stored.tolist() == lexical.token_ids_batch([" ".join(text.split())])[0]
+
+
+def test_acronyms_that_lowercase_into_stopwords_stay_terms():
+    from indexer.lexical import mark_acronyms
+
+    assert mark_acronyms("IS fighters took the city; It was 2013.") == "is_acr fighters took the city; It was 2013."
+    assert mark_acronyms("WHEN DID IS TAKE RAQQA") == "WHEN DID IS TAKE RAQQA", "all caps: no acronym to tell"
+    index = LexicalIndex.build(["IS fighters held Raqqa.", "The dam is held by fighters."], BM25Config())
+    scores = index.scores(index.query_token_ids("when did IS take Raqqa"))
+    assert scores[0] > scores[1]
+    legacy = LexicalIndex.build(["IS fighters held Raqqa.", "The dam is held."], BM25Config(keep_acronyms=False))
+    assert "is_acr" not in legacy.terms("IS fighters")
