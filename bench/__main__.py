@@ -132,6 +132,11 @@ def main() -> int:
             levels_result = latency.http_load(base, "/search", params(questions, "hybrid"), levels, per_client)
         http[encoder] = {"modes": by_mode, "levels": {c: asdict(s) for c, s in levels_result.items()}}
     results["http"] = http
+    results["default_encoder"] = Settings().encoder if encoders else "default"
+    # The same default server without micro-batching: what batching questions buys under concurrency.
+    with citeline_server(seeds_index, {"CITELINE_BATCH_QUERIES": "false"}) as base:
+        unbatched = latency.http_load(base, "/search", params(questions, "hybrid"), levels, per_client)
+    results["http_unbatched"] = {c: asdict(s) for c, s in unbatched.items()}
     with peer.txtai_server(txtai_seeds, work) as base:
         peer_levels: dict[int, LatencySummary] = latency.http_load(
             base, "/search", [{"query": q, "limit": 5} for q in questions], levels, per_client

@@ -126,7 +126,7 @@ def write_report(results: dict[str, Any], report: Path, command: str) -> None:
     _plot_latency(results, folder / "latency.png")
     floor = results["floor"]
     http = results["http"]
-    default_encoder = next(iter(http))
+    default_encoder = results["default_encoder"] if results["default_encoder"] in http else next(iter(http))
     one = (
         http[default_encoder]["levels"]["1"]
         if "1" in http[default_encoder]["levels"]
@@ -197,6 +197,7 @@ def write_report(results: dict[str, Any], report: Path, command: str) -> None:
         _table(
             ["server", "clients", "requests", "failures", "p50 ms", "p95 ms", "p99 ms", "requests/s"],
             [row for name, data in http.items() for row in _latency_rows(f"citeline ({name})", data["levels"])]
+            + _latency_rows(f"citeline ({default_encoder}, no micro-batching)", results["http_unbatched"])
             + _latency_rows("txtai API (peer)", results["peer_http"]),
         ),
         "",
