@@ -115,7 +115,7 @@ build_base() {
     # The Dockerfile on stdin: a build with no context; --network host, as apt needs the network.
     docker build --network host --build-arg ROOTFS="$ROOTFS" -t "$BASE" - <docker/base.Dockerfile
     # Stand-ins built from an older recipe are of no more use.
-    docker images "${BASE%%:*}" --format '{{.Repository}}:{{.Tag}}' | grep -vxF "$BASE" | xargs -r docker rmi
+    docker images "${BASE%%:*}" --format '{{.Repository}}:{{.Tag}}' | { grep -vxF "$BASE" || true; } | xargs -r docker rmi
 }
 
 build_image() {
