@@ -53,11 +53,10 @@ def main() -> int:
     target = platform_args(args.glibc_minor, args.python)
     torch_index = ["--extra-index-url", args.torch_index] if args.torch_index else []
     download(args.dest, [args.torch], target, ["--no-deps", *torch_index])
-    name = args.torch.split("=")[0].split("<")[0].split(">")[0].strip()
-    builds = sorted(p.name for p in args.dest.glob(f"{name}-*.whl"))
-    if not any("+cpu" in b for b in builds):
+    builds = sorted(p.name for p in args.dest.glob("torch-*.whl"))
+    if not builds or any("+cpu" not in b for b in builds):
         print(
-            f"wheelhouse: {builds or 'no torch wheel'} is not a CPU build; it would bring CUDA. "
+            f"wheelhouse: {builds or 'no torch wheel'}: not all CPU builds; one would bring CUDA. "
             "Set TORCH_INDEX=https://download.pytorch.org/whl/cpu (make wheelhouse TORCH_INDEX=...)",
             file=sys.stderr,
         )
