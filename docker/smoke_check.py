@@ -1,0 +1,84 @@
+"""HTTP checks of a running Citeline container, for docker/smoke.sh (standard library only).
+
+smoke_check.py URL wait SECONDS             until /health answers ok
+smoke_check.py URL search QUESTION DOC_ID   DOC_ID's passage ranks first and its citation is exact
+smoke_check.py URL documents DOC_ID...      the index holds exactly these documents
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+
+class CheckFailed(Exception):
+    """The container answered, but not what Citeline must answer."""
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def wait_healthy(base: str, seconds: float) -> dict[str, Any]:
+    """The /health body once it says ok; CheckFailed after `seconds`."""
+    deadline = time.monotonic() + seconds
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            health: dict[str, Any] = get_json(f"{base}/health")
+            if health.get("status") == "ok":
+                return health
+            last = json.dumps(health)
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as error:
+            last = str(error)
+        time.sleep(1)
+    raise CheckFailed(f"{base}/health not ok after {seconds:.0f}s: {last}")
+
+
+def check_search(base: str, question: str, doc_id: str) -> str:
+    """The first result's citation, checked against the document text served by /documents/{doc_id}."""
+    body = get_json(f"{base}/search?{urllib.parse.urlencode({'q': question})}")
+    if not body["results"]:
+        raise CheckFailed(f"no results for {question!r}")
+    first = body["results"][0]
+    citation = first["citation"]
+    if citation["doc_id"] != doc_id:
+        raise CheckFailed(f"{question!r}: first result is {citation['doc_id']}, expected {doc_id}")
+    text = get_json(f"{base}/documents/{urllib.parse.quote(doc_id)}")["text"]
+    if text[citation["start"] : citation["end"]] != first["text"]:
+        raise CheckFailed(f"{doc_id}: text[{citation['start']}:{citation['end']}] is not the returned passage")
+    return f"{doc_id} [{citation['start']}:{citation['end']}] {first['text'][:70]!r}…"
+
+
+def check_documents(base: str, expected: list[str]) -> str:
+    served = sorted(d["doc_id"] for d in get_json(f"{base}/documents")["documents"])
+    if served != sorted(expected):
+        raise CheckFailed(f"documents served: {served}, expected exactly {sorted(expected)}")
+    return f"documents: {served}"
+
+
+def main(argv: list[str]) -> int:
+    base, command, *rest = argv
+    try:
+        if command == "wait":
+            print(f"healthy: {wait_healthy(base, float(rest[0]))}")
+        elif command == "search":
+            print(f"first result: {check_search(base, rest[0], rest[1])}")
+        elif command == "documents":
+            print(check_documents(base, rest))
+        else:
+            raise SystemExit(f"unknown check {command!r}")
+    except (CheckFailed, urllib.error.URLError, KeyError) as error:
+        print(f"smoke check failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
