@@ -72,6 +72,8 @@ def main(argv: list[str]) -> int:
             print(f"first result: {check_search(base, rest[0], rest[1])}")
         elif command == "documents":
             print(check_documents(base, rest))
+        elif command == "snapshot":  # the name of the snapshot being served: unchanged means nothing was rewritten
+            print(get_json(f"{base}/health")["snapshot"])
         else:
             raise SystemExit(f"unknown check {command!r}")
     except (CheckFailed, urllib.error.URLError, KeyError) as error:
