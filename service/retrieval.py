@@ -148,6 +148,29 @@ def term_coverage(sentence_ids: np.ndarray, query_ids: np.ndarray, query_weights
     return float(query_weights[np.isin(query_ids, sentence_ids)].sum()) / total
 
 
+def sentence_coverage(
+    snapshot: Snapshot, sentence_rows: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray
+) -> np.ndarray:
+    """`term_coverage` of many sentences at once, from the snapshot's stored term ids (vectorised)."""
+    coverage = np.zeros(len(sentence_rows))
+    total = float(query_weights.sum())
+    if total <= 0 or len(sentence_rows) == 0:
+        return coverage
+    ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
+    starts = ptr[sentence_rows]
+    lengths = ptr[sentence_rows + 1] - starts
+    owner = np.repeat(np.arange(len(sentence_rows)), lengths)
+    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    terms = ids[np.repeat(starts, lengths) + offsets]
+    slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
+    hit = query_ids[slot] == terms
+    pairs = np.unique(owner[hit] * (int(query_ids.max()) + 1) + terms[hit])  # each term counts once per sentence
+    stride = int(query_ids.max()) + 1
+    weights = query_weights[np.searchsorted(query_ids, pairs % stride)]
+    coverage += np.bincount(pairs // stride, weights=weights, minlength=len(sentence_rows))
+    return coverage / total
+
+
 def answer_sentence_scores(
     sentences: Sequence[str],
     similarities: np.ndarray | None,
@@ -276,25 +299,12 @@ class Retriever:
         chosen, folded = self._distinct(ordered, k)
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
-        kind = answer_kind(query) if highlight else None
+        answers = self._answer_sentences(query, chosen, vector, query_ids, query_weights) if highlight else {}
         hits = []
         for rank, row in enumerate(chosen, start=1):
             document = snapshot.documents[snapshot.chunk_docs[row]]
             passage = Span(int(snapshot.chunk_starts[row]), int(snapshot.chunk_ends[row]))
-            best = passage
-            if highlight:
-                sentence_rows = snapshot.sentence_rows_of(row)
-                spans = [Span(int(snapshot.sentence_starts[r]), int(snapshot.sentence_ends[r])) for r in sentence_rows]
-                similarities = snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None else None
-                texts = [document.text[span.start : span.end] for span in spans]
-                ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
-                coverage = np.array(
-                    [term_coverage(ids[ptr[r] : ptr[r + 1]], query_ids, query_weights) for r in sentence_rows]
-                )
-                scores = answer_sentence_scores(
-                    texts, similarities, coverage, kind, config.highlight_term_weight, config.cue_bonus
-                )
-                best = spans[int(np.argmax(scores))]
+            best = answers.get(row, passage)
             hits.append(
                 Hit(
                     rank=rank,
@@ -331,23 +341,66 @@ class Retriever:
         """Second stage over the best fused rows: add how well each passage's best sentence could answer.
 
         Passage-level scores miss a question whose terms gather in one sentence; this rewards the
-        passage holding a sentence that covers the question's rarer terms and has the kind of answer asked for.
+        passage holding a sentence that covers the question's rarer terms (and, with `rerank_cue`, has
+        the kind of answer asked for).
         """
         snapshot, config = self.snapshot, self.config
-        kind = answer_kind(query)
-        ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
+        if not rows:
+            return fused
+        row_array = np.asarray(rows, dtype=np.int64)
+        ptr = snapshot.chunk_sentence_ptr
+        lengths = ptr[row_array + 1] - ptr[row_array]
+        sentence_rows = np.concatenate([snapshot.chunk_sentence_rows[ptr[r] : ptr[r + 1]] for r in row_array])
+        scores = sentence_coverage(snapshot, sentence_rows, query_ids, query_weights)
+        kind = answer_kind(query) if config.rerank_cue else None
+        if kind is not None:
+            texts = self._sentence_texts(sentence_rows)
+            scores = scores + config.rerank_cue * np.array([has_answer_kind(t, kind) for t in texts], dtype=np.float64)
+        best, _ = segment_max(scores, np.maximum(lengths, 1))
         reranked = dict(fused)
-        for row in rows:
-            best = 0.0
-            document = snapshot.documents[snapshot.chunk_docs[row]]
-            for sentence in snapshot.sentence_rows_of(row):
-                score = term_coverage(ids[ptr[sentence] : ptr[sentence + 1]], query_ids, query_weights)
-                if kind is not None and config.rerank_cue:
-                    text = document.text[snapshot.sentence_starts[sentence] : snapshot.sentence_ends[sentence]]
-                    score += config.rerank_cue * has_answer_kind(text, kind)
-                best = max(best, score)
-            reranked[row] = fused[row] + config.answer_rerank * best
+        for row, bonus in zip(rows, best.tolist(), strict=True):
+            reranked[row] = fused[row] + config.answer_rerank * bonus
         return reranked
+
+    def _answer_sentences(
+        self,
+        query: str,
+        rows: Sequence[int],
+        vector: np.ndarray | None,
+        query_ids: np.ndarray,
+        query_weights: np.ndarray,
+    ) -> dict[int, Span]:
+        """The answering sentence of each passage row, all rows scored in one pass."""
+        snapshot, config = self.snapshot, self.config
+        if not rows:
+            return {}
+        ptr = snapshot.chunk_sentence_ptr
+        per_row = [snapshot.chunk_sentence_rows[ptr[r] : ptr[r + 1]] for r in rows]
+        sentence_rows = np.concatenate(per_row)
+        similarities = snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None else None
+        coverage = sentence_coverage(snapshot, sentence_rows, query_ids, query_weights)
+        scores = answer_sentence_scores(
+            self._sentence_texts(sentence_rows),
+            similarities,
+            coverage,
+            answer_kind(query),
+            config.highlight_term_weight,
+            config.cue_bonus,
+        )
+        answers, at = {}, 0
+        for row, own in zip(rows, per_row, strict=True):
+            if len(own):
+                best = int(own[int(np.argmax(scores[at : at + len(own)]))])
+                answers[row] = Span(int(snapshot.sentence_starts[best]), int(snapshot.sentence_ends[best]))
+            at += len(own)
+        return answers
+
+    def _sentence_texts(self, sentence_rows: np.ndarray) -> list[str]:
+        snapshot = self.snapshot
+        return [
+            snapshot.documents[snapshot.sentence_docs[r]].text[snapshot.sentence_starts[r] : snapshot.sentence_ends[r]]
+            for r in sentence_rows.tolist()
+        ]
 
     def _distinct(self, ordered: Sequence[int], k: int) -> tuple[list[int], dict[int, list[int]]]:
         """The first `k` rows that are distinct evidence, and for each the duplicates folded into it.

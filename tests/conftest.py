@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A private user cache: ONNX exports left in ~/.cache by other runs must not stand in for the ones tested here.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="citeline-test-cache-")
 
 from fastapi.testclient import TestClient
 

@@ -104,3 +104,17 @@ def test_acronyms_that_lowercase_into_stopwords_stay_terms():
     assert scores[0] > scores[1]
     legacy = LexicalIndex.build(["IS fighters held Raqqa.", "The dam is held."], BM25Config(keep_acronyms=False))
     assert "is_acr" not in legacy.terms("IS fighters")
+
+
+def test_vectorised_coverage_equals_the_per_sentence_definition(engine):
+    from service.retrieval import sentence_coverage
+
+    snapshot = engine.snapshot
+    lexical = snapshot.lexical
+    rows = np.arange(len(snapshot.sentence_docs))
+    ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
+    for question in ("how many US troops were sent", "when did IS take control of Raqqa", "the of and", "Lavrov"):
+        query_ids = np.unique(np.asarray(lexical.query_token_ids(question), dtype=np.int64))
+        weights = lexical.idf_of_ids(query_ids.tolist())
+        expected = [term_coverage(ids[ptr[r] : ptr[r + 1]], query_ids, weights) for r in rows]
+        assert sentence_coverage(snapshot, rows, query_ids, weights).tolist() == pytest.approx(expected)
