@@ -63,8 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index documents. Re-running on the same index embeds only new or changed documents "
         "and drops removed ones.",
     )
-    index.add_argument("sources", nargs="+", help="folders (.txt/.md, recursive) or JSONL files (BEIR corpus.jsonl)")
+    index.add_argument("sources", nargs="*", help="folders (.txt/.md, recursive) or JSONL files (BEIR corpus.jsonl)")
     add_common(index)
+    index.add_argument(
+        "--verify",
+        type=Path,
+        metavar="DIR",
+        help="check the index in DIR instead: every file against the manifest's checksums, then the counts "
+        "(exit 1 naming the first problem)",
+    )
     index.add_argument("--chunk-tokens", type=int, help="target passage size in tokens (CITELINE_CHUNK_TOKENS)")
     index.add_argument("--overlap-sentences", type=int, help="sentences shared by neighbouring passages")
     index.add_argument("--batch-size", type=int, help="encoding batch size (CITELINE_BATCH_SIZE)")
@@ -162,8 +169,25 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def _run_verify(index_dir: Path) -> int:
+    from indexer.snapshot import SnapshotError, verify_index
+
+    try:
+        print(verify_index(index_dir).summary())
+    except SnapshotError as error:
+        print(f"citeline: index is damaged: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run_index(args: argparse.Namespace, settings: Settings) -> int:
     from service.engine import index_sources, load_embedder
+
+    if args.verify is not None:
+        return _run_verify(args.verify)
+    if not args.sources:
+        print("citeline: index needs at least one SOURCE (or --verify DIR)", file=sys.stderr)
+        return 2
 
     embedder = load_embedder(settings)
     index_sources(_with_sources(settings, args.sources), embedder, show_progress=not args.quiet)

@@ -18,6 +18,7 @@ from indexer.embedding import Embedder
 from indexer.encoders import index_encoder_cache
 from indexer.snapshot import (
     CURRENT_FILE,
+    NoIndexError,
     Snapshot,
     SnapshotError,
     current_snapshot_path,
@@ -85,8 +86,8 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
     with writer_lock(settings.index):
         try:
             previous: Snapshot | None = load_snapshot(settings.index)
-        except SnapshotError:
-            previous = None
+        except NoIndexError:
+            previous = None  # a damaged index is an error: rebuilding from the sources would drop API documents
         documents = sync_sources(previous.documents if previous else [], from_sources)
         report = build_index(
             documents,
