@@ -44,8 +44,14 @@ LOOP_WRITER = textwrap.dedent(
 def extra_documents(folder: Path, count: int = 4) -> Path:
     path = folder / "extra.jsonl"
     lines = [
-        json.dumps({"id": f"extra-{i}", "title": f"Harbour log {i}", "text": f"Day {i}: the harbour cranes were idle. "
-                    f"Workers waited for the ship from Lisbon, delayed by storms for the {i}th time."})
+        json.dumps(
+            {
+                "id": f"extra-{i}",
+                "title": f"Harbour log {i}",
+                "text": f"Day {i}: the harbour cranes were idle. "
+                f"Workers waited for the ship from Lisbon, delayed by storms for the {i}th time.",
+            }
+        )
         for i in range(count)
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
