@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -444,15 +445,33 @@ def write_snapshot(
     return final
 
 
+class WriterBusyError(SnapshotError):
+    """Another process held the index's writer lock for longer than the caller would wait."""
+
+
 @contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
+def writer_lock(index_dir: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold the index's writer lock: one writer at a time per index, across processes (a service and the CLI).
 
-    Readers never take it: they read complete snapshots only.
+    Readers never take it: they read complete snapshots only. With `timeout`, give up after that many
+    seconds (`WriterBusyError`) instead of waiting for as long as the other writer takes.
     """
     index_dir.mkdir(parents=True, exist_ok=True)
     with (index_dir / LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if timeout is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise WriterBusyError(
+                            f"another process (citeline index?) is writing {index_dir}: try again when it is done"
+                        ) from None
+                    time.sleep(0.05)
         try:
             yield
         finally:

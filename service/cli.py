@@ -5,33 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import random
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.encoders import ENCODERS
+from service.logs import configure_logging
 from service.settings import Settings, settings_table
 
 logger = logging.getLogger("citeline")
-
-
-class KeyValueFormatter(logging.Formatter):
-    """Structured log lines: `ts=… level=… logger=… msg="…"`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace('"', "'")
-        line = f'ts={self.formatTime(record)} level={record.levelname} logger={record.name} msg="{message}"'
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(KeyValueFormatter())
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
 
 
 def _settings_epilog() -> str:
@@ -200,6 +187,11 @@ def _with_sources(settings: Settings, sources: Sequence[str]) -> Settings:
     return replace(settings, sources=",".join(sources))
 
 
+def _stopped_by(signum: int, frame: object) -> None:
+    """Replaces the default SIGTERM/SIGINT action, which uvicorn re-raises after its graceful shutdown."""
+    logger.info("stopped by %s", signal.Signals(signum).name)
+
+
 def _run_serve(settings: Settings) -> int:
     import uvicorn
 
@@ -207,12 +199,29 @@ def _run_serve(settings: Settings) -> int:
     from service.engine import Engine
 
     engine = Engine.load(settings)
+    # uvicorn stops accepting on SIGTERM, lets requests in flight finish for up to shutdown_seconds, then
+    # re-raises the signal: with this handler in place that ends in a clean exit 0, not death by signal.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped_by)
     uvicorn.run(
         create_app(settings, engine=engine),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # our handler and format (text or JSON) for uvicorn's lines too
+        access_log=False,  # the app logs each request itself, with its request id
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds) or None,
     )
+    # Requests cut at the deadline still hold worker threads, which Python would wait for at exit: leave
+    # without them (a write cut short leaves the previous snapshot, as a crash would).
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in busy:
+        thread.join(timeout=1.0)
+    if any(t.is_alive() for t in busy):
+        seconds = settings.shutdown_seconds
+        logger.warning("exiting with requests still running after %g s (CITELINE_SHUTDOWN_SECONDS)", seconds)
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -246,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"citeline: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     from indexer.documents import SourceError
     from indexer.embedding import ModelError
     from indexer.snapshot import SnapshotError

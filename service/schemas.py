@@ -201,6 +201,48 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
+class ValidationIssue(BaseModel):
+    """One broken rule of a request: where (`loc`, e.g. `["query", "k"]`) and what (`msg`)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InputError(BaseModel):
+    """A request that breaks a rule: the field and the rule, as a message or as a list of issues."""
+
+    detail: str | list[ValidationIssue]
+
+
+class Ready(BaseModel):
+    """The service can answer: its index is loaded and is the index's current snapshot."""
+
+    status: str = Field(examples=["ready"])
+    snapshot: str
+    documents: int
+    chunks: int
+
+
+class NotReady(BaseModel):
+    """The service should not get traffic now, and why."""
+
+    status: str = Field(examples=["not ready"])
+    detail: str
+
+
+# Responses every API route can give besides its own.
+UNAVAILABLE = {
+    "model": ErrorMessage,
+    "description": "Busy: the request ran past CITELINE_REQUEST_TIMEOUT_SECONDS, or too many writes are waiting "
+    "(CITELINE_MAX_QUEUED_WRITES), or the index cannot be written now. Retry after `Retry-After` seconds.",
+    "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+}
+BAD_INPUT = {"model": InputError, "description": "A parameter or the body breaks a rule; the message names it."}
+TOO_LARGE = {"model": ErrorMessage, "description": "Request body larger than CITELINE_MAX_BODY_BYTES."}
+NEEDS_READ_KEY = {"model": ErrorMessage, "description": "CITELINE_READ_KEY is set and the request lacks the key."}
+
+
 def _check_doc_id(value: str | None) -> str | None:
     if value is None:
         return None

@@ -11,6 +11,10 @@ from indexer.documents import Document, SourceError, validate_doc_id
 from service.dependencies import get_engine, get_settings
 from service.engine import Engine, IndexState, WriteResult
 from service.schemas import (
+    BAD_INPUT,
+    NEEDS_READ_KEY,
+    TOO_LARGE,
+    UNAVAILABLE,
     DocumentBatch,
     DocumentDetail,
     DocumentIn,
@@ -25,14 +29,20 @@ from service.security import require_read_key, require_write_key
 from service.settings import Settings
 
 router = APIRouter(tags=["documents"])
-reads = APIRouter(tags=["documents"], dependencies=[Depends(require_read_key)])
+reads = APIRouter(
+    tags=["documents"],
+    dependencies=[Depends(require_read_key)],
+    responses={401: NEEDS_READ_KEY, 422: BAD_INPUT, 503: UNAVAILABLE},
+)
 writes = APIRouter(
     tags=["documents"],
     dependencies=[Depends(require_write_key)],
     responses={
         401: {"model": ErrorMessage, "description": "Missing or wrong bearer key."},
         403: {"model": ErrorMessage, "description": "Writes are off: no CITELINE_API_KEY configured."},
-        413: {"model": ErrorMessage, "description": "Request body too large."},
+        413: TOO_LARGE,
+        422: BAD_INPUT,
+        503: UNAVAILABLE,
     },
 )
 DocId = Annotated[str, Path(description="The document's id, as listed by `GET /documents`.")]
