@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench clean browser screenshot
+.PHONY: install index serve test lint bench clean browser screenshot fuzz load
 
 install: $(STAMP)
 
@@ -56,3 +56,7 @@ screenshot: install browser
 
 clean:
 	rm -rf $(VENV) $(INDEX) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# The long API fuzz: 10x the examples of the one in `make test`; writes its figures to bench/FUZZ.md.
+fuzz: install
+	CITELINE_FUZZ_SCALE=10 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q -p no:randomly tests/test_fuzz.py

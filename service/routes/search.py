@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from service.dependencies import get_engine, get_metrics
 from service.engine import Engine
 from service.observability import Metrics
 from service.retrieval import Hit
 from service.schemas import (
+    BAD_BODY,
     BAD_INPUT,
     NEEDS_READ_KEY,
+    OPTIONAL_KEY,
     TOO_LARGE,
     UNAVAILABLE,
     Citation,
@@ -27,6 +29,8 @@ from service.schemas import (
 )
 from service.security import require_read_key
 
+# Only doc_id and filter repeat; each other query parameter takes one value.
+SINGLE_VALUED = ("q", "k", "mode", "source", "date_from", "date_to")
 router = APIRouter(
     tags=["search"],
     dependencies=[Depends(require_read_key)],
@@ -58,7 +62,21 @@ def search_response(request: SearchBase, engine: Engine, metrics: Metrics | None
     )
 
 
-@router.get("/search", response_model=SearchResponse, summary="Search with a query string")
+def single_valued(request: Request) -> None:
+    """A parameter that takes one value given twice is ambiguous (FastAPI would silently keep the last): 422."""
+    for name in SINGLE_VALUED:
+        count = len(request.query_params.getlist(name))
+        if count > 1:
+            raise HTTPException(status_code=422, detail=f"query parameter {name} is given {count} times: give it once")
+
+
+@router.get(
+    "/search",
+    response_model=SearchResponse,
+    dependencies=[Depends(single_valued)],
+    openapi_extra=OPTIONAL_KEY,
+    summary="Search with a query string",
+)
 def search_get(
     request: Annotated[SearchQuery, Query()],
     engine: Annotated[Engine, Depends(get_engine)],
@@ -72,7 +90,13 @@ def search_get(
     return search_response(request, engine, metrics)
 
 
-@router.post("/search", response_model=SearchResponse, responses={413: TOO_LARGE}, summary="Search with a JSON body")
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    responses={400: BAD_BODY, 413: TOO_LARGE},
+    openapi_extra=OPTIONAL_KEY,
+    summary="Search with a JSON body",
+)
 def search_post(
     request: SearchRequest,
     engine: Annotated[Engine, Depends(get_engine)],
