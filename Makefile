@@ -59,4 +59,9 @@ clean:
 
 # The long API fuzz: 10x the examples of the one in `make test`; writes its figures to bench/FUZZ.md.
 fuzz: install
-	CITELINE_FUZZ_SCALE=10 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q -p no:randomly tests/test_fuzz.py
+	CITELINE_FUZZ_SCALE=10 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q tests/test_fuzz.py
+
+# Load with live writes against a real server: 10,000 searches from 16 clients while documents are added,
+# updated and deleted and the index is re-indexed twice; writes its figures to bench/LOAD.md.
+load: install
+	$(BIN)/python -m bench.load --searches 10000 --clients 16 --report bench/LOAD.md
