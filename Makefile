@@ -57,9 +57,9 @@ screenshot: install browser
 clean:
 	rm -rf $(VENV) $(INDEX) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-# The long API fuzz: 10x the examples of the one in `make test`; writes its figures to bench/FUZZ.md.
+# The long API fuzz: 4x the examples of the one in `make test`; writes its figures to bench/FUZZ.md.
 fuzz: install
-	CITELINE_FUZZ_SCALE=10 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q tests/test_fuzz.py
+	CITELINE_FUZZ_SCALE=4 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q tests/test_fuzz.py
 
 # Load with live writes against a real server: 10,000 searches from 16 clients while documents are added,
 # updated and deleted and the index is re-indexed twice; writes its figures to bench/LOAD.md.

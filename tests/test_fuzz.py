@@ -3,7 +3,7 @@
 Every operation of the schema, the writes with the key, over the in-process ASGI transport. Checks: no 5xx,
 and status codes, content types, headers and bodies as the schema declares them. A request that ran past the
 fuzz app's own timeout would be a 503, so a hang fails too. `CITELINE_FUZZ_SCALE` multiplies the examples
-per operation (`make fuzz` runs 10x).
+per operation (`make fuzz` runs 4x).
 """
 
 from __future__ import annotations
