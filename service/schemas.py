@@ -122,12 +122,18 @@ class SearchRequest(SearchBase):
         default_factory=dict, description="Metadata equality: every field must equal its value."
     )
 
+    def metadata_filter(self) -> dict[str, str]:
+        return {name: metadata_text(value) for name, value in self.filter.items()}
+
+class SearchBody(SearchRequest):
+    """`POST /search` body: a question, how many passages, ranked how, and optional filters (JSON types)."""
+
     # JSON has types: a number is not a date and a string is not a number (query strings are all text).
     @field_validator("k", mode="before")
     @classmethod
     def k_is_a_json_integer(cls, value: Any) -> Any:
         if isinstance(value, str | bool):
-            raise ValueError("k must be a JSON integer, e.g. 5")
+            raise ValueError("k must be a valid integer: a JSON number such as 5, not a string or a boolean")
         return value
 
     @field_validator("date_from", "date_to", mode="before")
@@ -136,9 +142,6 @@ class SearchRequest(SearchBase):
         if value is not None and not isinstance(value, str):
             raise ValueError("dates are ISO 8601 strings, e.g. 2017-03-09")
         return value
-
-    def metadata_filter(self) -> dict[str, str]:
-        return {name: metadata_text(value) for name, value in self.filter.items()}
 
 
 class Citation(BaseModel):

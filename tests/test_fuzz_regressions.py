@@ -97,8 +97,8 @@ def test_a_single_valued_parameter_given_twice_is_422(client: TestClient, name: 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"q": "x", "k": "5"}, "k must be a JSON integer"),
-        ({"q": "x", "k": True}, "k must be a JSON integer"),
+        ({"q": "x", "k": "5"}, "k must be a valid integer"),
+        ({"q": "x", "k": True}, "k must be a valid integer"),
         ({"q": "x", "date_from": 0.0}, "ISO 8601 strings"),
         ({"q": "x", "date_to": 1488931200}, "ISO 8601 strings"),
     ],

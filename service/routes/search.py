@@ -22,8 +22,8 @@ from service.schemas import (
     Highlight,
     Scores,
     SearchBase,
+    SearchBody,
     SearchQuery,
-    SearchRequest,
     SearchResponse,
     SearchResult,
 )
@@ -98,7 +98,7 @@ def search_get(
     summary="Search with a JSON body",
 )
 def search_post(
-    request: SearchRequest,
+    request: SearchBody,
     engine: Annotated[Engine, Depends(get_engine)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
 ) -> SearchResponse:
