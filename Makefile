@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench clean browser screenshot
+.PHONY: install index serve test lint bench clean browser screenshot fuzz load
 
 install: $(STAMP)
 
@@ -73,3 +73,12 @@ hadolint: install
 
 docker-smoke:
 	bash docker/smoke.sh
+
+# The long API fuzz: 4x the examples of the one in `make test`; writes its figures to bench/FUZZ.md.
+fuzz: install
+	CITELINE_FUZZ_SCALE=4 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q tests/test_fuzz.py
+
+# Load with live writes against a real server: 10,000 searches from 16 clients while documents are added,
+# updated and deleted and the index is re-indexed twice; writes its figures to bench/LOAD.md.
+load: install
+	$(BIN)/python -m bench.load --searches 10000 --clients 16 --report bench/LOAD.md

@@ -12,7 +12,7 @@ from typing import Any
 
 TEXT_SUFFIXES = (".txt", ".md")
 # Printable, no whitespace, no path separators, not starting with '.': never a path trick, fine in a URL.
-DOC_ID_PATTERN = re.compile(r"[^\s/\\.\x00-\x1f\x7f][^\s/\\\x00-\x1f\x7f]{0,199}")
+DOC_ID_PATTERN = re.compile(r"[^\s/\\.\x00-\x1f\x7f\ufeff][^\s/\\\x00-\x1f\x7f\ufeff]{0,199}")
 
 
 class SourceError(ValueError):

@@ -8,10 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from service.engine import Engine
-from service.limits import BodySizeLimit
+from indexer.snapshot import SnapshotError
+from service.engine import Engine, WriteQueueFullError, WriteTimeoutError
+from service.limits import RETRY_AFTER_SECONDS, BodySizeLimit, RequestTimeout
+from service.observability import Metrics, RequestObserver
 from service.routes import documents, health, pages, search
 from service.settings import Settings
 
@@ -36,6 +39,14 @@ async def _follow_index(engine: Engine, every_seconds: float) -> None:
             logger.exception("could not load the index's new snapshot; still serving %s", engine.snapshot.path.name)
 
 
+async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    """A write refused because others are waiting or writing, or an index that cannot be written now: 503."""
+    logger.warning("%s %s answered 503: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """The app; it loads `Engine.load(settings)` at start unless an `engine` is given (tests, embedding)."""
     settings = settings or Settings.from_env()
@@ -57,6 +68,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app = FastAPI(title="Citeline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
+    app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
+    app.add_middleware(RequestObserver, metrics=app.state.metrics)  # outermost: sees every status, even 413/503
+    for error in (WriteQueueFullError, WriteTimeoutError, SnapshotError):
+        app.add_exception_handler(error, _unavailable)
     for router in (search.router, documents.router, health.router):
         app.include_router(router)
     app.include_router(pages.router)

@@ -5,33 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import random
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from indexer.encoders import ENCODERS
+from service.logs import configure_logging
 from service.settings import Settings, settings_table
 
 logger = logging.getLogger("citeline")
-
-
-class KeyValueFormatter(logging.Formatter):
-    """Structured log lines: `ts=… level=… logger=… msg="…"`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace('"', "'")
-        line = f'ts={self.formatTime(record)} level={record.levelname} logger={record.name} msg="{message}"'
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(KeyValueFormatter())
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
 
 
 def _settings_epilog() -> str:
@@ -63,8 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index documents. Re-running on the same index embeds only new or changed documents "
         "and drops removed ones.",
     )
-    index.add_argument("sources", nargs="+", help="folders (.txt/.md, recursive) or JSONL files (BEIR corpus.jsonl)")
+    index.add_argument("sources", nargs="*", help="folders (.txt/.md, recursive) or JSONL files (BEIR corpus.jsonl)")
     add_common(index)
+    index.add_argument(
+        "--verify",
+        type=Path,
+        metavar="DIR",
+        help="check the index in DIR instead: every file against the manifest's checksums, then the counts "
+        "(exit 1 naming the first problem)",
+    )
     index.add_argument("--chunk-tokens", type=int, help="target passage size in tokens (CITELINE_CHUNK_TOKENS)")
     index.add_argument("--overlap-sentences", type=int, help="sentences shared by neighbouring passages")
     index.add_argument("--batch-size", type=int, help="encoding batch size (CITELINE_BATCH_SIZE)")
@@ -162,8 +156,25 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def _run_verify(index_dir: Path) -> int:
+    from indexer.snapshot import SnapshotError, verify_index
+
+    try:
+        print(verify_index(index_dir).summary())
+    except SnapshotError as error:
+        print(f"citeline: index is damaged: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run_index(args: argparse.Namespace, settings: Settings) -> int:
     from service.engine import index_sources, load_embedder
+
+    if args.verify is not None:
+        return _run_verify(args.verify)
+    if not args.sources:
+        print("citeline: index needs at least one SOURCE (or --verify DIR)", file=sys.stderr)
+        return 2
 
     embedder = load_embedder(settings)
     index_sources(_with_sources(settings, args.sources), embedder, show_progress=not args.quiet)
@@ -176,6 +187,11 @@ def _with_sources(settings: Settings, sources: Sequence[str]) -> Settings:
     return replace(settings, sources=",".join(sources))
 
 
+def _stopped_by(signum: int, frame: object) -> None:
+    """Replaces the default SIGTERM/SIGINT action, which uvicorn re-raises after its graceful shutdown."""
+    logger.info("stopped by %s", signal.Signals(signum).name)
+
+
 def _run_serve(settings: Settings) -> int:
     import uvicorn
 
@@ -183,12 +199,29 @@ def _run_serve(settings: Settings) -> int:
     from service.engine import Engine
 
     engine = Engine.load(settings)
+    # uvicorn stops accepting on SIGTERM, lets requests in flight finish for up to shutdown_seconds, then
+    # re-raises the signal: with this handler in place that ends in a clean exit 0, not death by signal.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped_by)
     uvicorn.run(
         create_app(settings, engine=engine),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # our handler and format (text or JSON) for uvicorn's lines too
+        access_log=False,  # the app logs each request itself, with its request id
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds) or None,
     )
+    # Requests cut at the deadline still hold worker threads, which Python would wait for at exit: leave
+    # without them (a write cut short leaves the previous snapshot, as a crash would).
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in busy:
+        thread.join(timeout=1.0)
+    if any(t.is_alive() for t in busy):
+        seconds = settings.shutdown_seconds
+        logger.warning("exiting with requests still running after %g s (CITELINE_SHUTDOWN_SECONDS)", seconds)
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -222,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"citeline: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     from indexer.documents import SourceError
     from indexer.embedding import ModelError
     from indexer.snapshot import SnapshotError

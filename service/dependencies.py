@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from service.engine import Engine
+from service.observability import Metrics
 from service.settings import Settings
 
 
@@ -16,3 +17,8 @@ def get_engine(request: Request) -> Engine:
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics

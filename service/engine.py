@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from indexer.embedding import Embedder
 from indexer.encoders import index_encoder_cache
 from indexer.snapshot import (
     CURRENT_FILE,
+    NoIndexError,
     Snapshot,
     SnapshotError,
     current_snapshot_path,
@@ -34,6 +37,14 @@ logger = logging.getLogger(__name__)
 
 class ModelMismatchError(SnapshotError):
     """The index was embedded with another model than the one this process runs."""
+
+
+class WriteQueueFullError(RuntimeError):
+    """More writes are waiting than `max_queued_writes` allows: this one was refused, nothing written."""
+
+
+class WriteTimeoutError(RuntimeError):
+    """A write could not start within the allowed wait (others were writing): nothing written."""
 
 
 def check_model(snapshot: Snapshot, embedder: Embedder, index_dir: Path) -> None:
@@ -86,8 +97,8 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
     with writer_lock(settings.index):
         try:
             previous: Snapshot | None = load_snapshot(settings.index)
-        except SnapshotError:
-            previous = None
+        except NoIndexError:
+            previous = None  # a damaged index is an error: rebuilding from the sources would drop API documents
         documents = sync_sources(previous.documents if previous else [], from_sources)
         report = build_index(
             documents,
@@ -139,7 +150,18 @@ class Engine:
     write and never see half of one.
     """
 
-    def __init__(self, embedder: Embedder, snapshot: Snapshot, index_dir: Path, batch_queries: bool = False) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        snapshot: Snapshot,
+        index_dir: Path,
+        max_queued_writes: int = 0,
+        write_wait_seconds: float = 0.0,
+        batch_queries: bool = False,
+    ) -> None:
+        """`max_queued_writes`: writes that may wait for the one in progress (0: any number);
+        `write_wait_seconds`: how long a write waits to start before it gives up (0: as long as it takes);
+        `batch_queries`: encode questions that arrive together in one batch."""
         check_model(snapshot, embedder, index_dir)
         self.embedder = embedder
         self.index_dir = index_dir
@@ -148,6 +170,11 @@ class Engine:
         )
         self._state = IndexState.of(snapshot, self._encode_query)
         self._write_lock = threading.Lock()
+        self.max_queued_writes = max_queued_writes
+        self.write_wait_seconds = write_wait_seconds
+        self._queue_lock = threading.Lock()
+        self.queued_writes = 0  # writes waiting to start
+        self.refresh_error: str | None = None  # why the last attempt to follow CURRENT failed, until one succeeds
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
@@ -166,7 +193,14 @@ class Engine:
                 build_index([], settings.index, embedder, chunker_config(settings, embedder), show_progress=False)
         # The snapshot first: a missing index is reported before any model loading or export.
         snapshot = load_snapshot(settings.index)
-        return cls(embedder or load_embedder(settings), snapshot, settings.index, settings.batch_queries)
+        return cls(
+            embedder or load_embedder(settings),
+            snapshot,
+            settings.index,
+            max_queued_writes=settings.max_queued_writes,
+            write_wait_seconds=settings.request_timeout_seconds,
+            batch_queries=settings.batch_queries,
+        )
 
     @property
     def state(self) -> IndexState:
@@ -177,13 +211,59 @@ class Engine:
     def snapshot(self) -> Snapshot:
         return self._state.snapshot
 
-    def search(self, query: str, k: int, mode: Mode, search_filter: SearchFilter | None = None) -> list[Hit]:
-        return self._state.retriever.search(query, k, mode, search_filter=search_filter)
+    def search(
+        self,
+        query: str,
+        k: int,
+        mode: Mode,
+        search_filter: SearchFilter | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> list[Hit]:
+        """`timings`, when given, receives the seconds spent in each stage of the search."""
+        return self._state.retriever.search(query, k, mode, search_filter=search_filter, timings=timings)
 
     def refresh(self) -> bool:
-        """Load the snapshot CURRENT names if another process wrote a newer one; True if it swapped."""
+        """Load the snapshot CURRENT names if another process wrote a newer one; True if it swapped.
+
+        A failure is kept in `refresh_error` (the service is then not ready) until a later refresh succeeds.
+        """
         with self._write_lock:
-            return self._refresh_locked()
+            try:
+                swapped = self._refresh_locked()
+            except Exception as error:
+                self.refresh_error = str(error)
+                raise
+            self.refresh_error = None
+            return swapped
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Admit a write to the queue (or refuse it when full), wait for its turn, hold the writer locks."""
+        with self._queue_lock:
+            if self.max_queued_writes and self.queued_writes >= self.max_queued_writes:
+                raise WriteQueueFullError(
+                    f"{self.queued_writes} writes are already waiting (CITELINE_MAX_QUEUED_WRITES="
+                    f"{self.max_queued_writes}): nothing was written, try again shortly"
+                )
+            self.queued_writes += 1
+        wait = self.write_wait_seconds or None
+        deadline = time.monotonic() + (wait or 0.0)
+        try:
+            started = self._write_lock.acquire(timeout=wait if wait is not None else -1)
+        finally:
+            with self._queue_lock:
+                self.queued_writes -= 1
+        if not started:
+            raise WriteTimeoutError(
+                f"the write could not start within {wait:g} s (CITELINE_REQUEST_TIMEOUT_SECONDS) while others "
+                "were written: nothing was written, try again shortly"
+            )
+        try:
+            # Another process (citeline index) may hold the index's lock: wait only for what is left.
+            with writer_lock(self.index_dir, timeout=None if wait is None else max(0.0, deadline - time.monotonic())):
+                yield
+        finally:
+            self._write_lock.release()
 
     def _refresh_locked(self) -> bool:
         if current_snapshot_path(self.index_dir).name == self._state.snapshot.path.name:
@@ -196,7 +276,7 @@ class Engine:
 
     def _commit(self, change: Callable[[list[Document]], list[Document]]) -> IndexState:
         """Apply `change` to the documents, write the new snapshot durably, then swap it in."""
-        with self._write_lock, writer_lock(self.index_dir):
+        with self._writing():
             self._refresh_locked()
             current = self._state.snapshot
             documents = change(list(current.documents))

@@ -1,11 +1,27 @@
-"""Request limits enforced before any work is done: the size of a request body."""
+"""Request limits: the size of a request body (413) and how long a request may run (503, Retry-After)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 2
+# Probes and scrapes must answer even when searches are slow.
+UNTIMED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+async def send_json(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    """Answer `{"detail": ...}` with `status` directly on the ASGI channel."""
+    body = json.dumps({"detail": detail}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _too_large(limit: int) -> str:
@@ -25,15 +41,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            body = json.dumps({"detail": _too_large(self.max_bytes)}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, 413, _too_large(self.max_bytes))
             return
         received = 0
 
@@ -48,3 +56,51 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class RequestTimeout:
+    """ASGI middleware: a request still running after `seconds` is answered 503 with Retry-After.
+
+    The endpoints run in worker threads, which cannot be interrupted: the work goes on in the background
+    and its late response is dropped. A search just finishes unseen; a write that had started may still be
+    applied (one still waiting for its turn gives up, see `Engine`), which the message says.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+        self._orphans: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.seconds <= 0 or scope["path"] in UNTIMED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        started = False
+        answered = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # the client has had its 503
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        done, _ = await asyncio.wait({task}, timeout=self.seconds)
+        if task in done or started:  # finished, or already streaming its response: let it end
+            await task
+            return
+        answered = True
+        self._orphans.add(task)
+        task.add_done_callback(self._forget)
+        write = scope["method"] in ("POST", "PUT", "DELETE") and scope["path"].startswith("/documents")
+        detail = f"the request took longer than {self.seconds:g} s (CITELINE_REQUEST_TIMEOUT_SECONDS); try again"
+        if write:
+            detail += ": the write had started and may still be applied, check with GET /documents/{doc_id}"
+        await send_json(send, 503, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._orphans.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a request answered 503 after its timeout failed later", exc_info=task.exception())

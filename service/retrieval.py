@@ -13,6 +13,7 @@ from indexer.sentences import Span
 from indexer.snapshot import Snapshot
 from service.cues import AnswerKind, answer_kind, has_answer_kind
 from service.filters import SearchFilter, allowed_chunks
+from service.stages import StageClock
 
 RRF_CONSTANT = 60
 COPY_COSINE = 0.9
@@ -253,15 +254,19 @@ class Retriever:
         vector: np.ndarray | None = None,
         highlight: bool = True,
         search_filter: SearchFilter | None = None,
+        timings: dict[str, float] | None = None,
     ) -> list[Hit]:
         """The `k` best distinct passages for `query`, ranked by `mode`, among those `search_filter` allows.
 
         `vector` is the query's embedding when the caller already has it (batched evaluation);
         `highlight=False` skips picking the answering sentence (the whole passage stands in).
         The filter applies before the top-k cut: `k` results come back when that many passages match.
+        `timings`, when given, receives seconds per stage (filter, bm25, encode, dense, fuse, highlight).
         """
         snapshot = self.snapshot
+        clock = StageClock(timings)
         allowed = allowed_chunks(snapshot, search_filter)
+        clock.lap("filter")
         if snapshot.num_chunks == 0 or (allowed is not None and not allowed.any()):
             return []
         config = self.config
@@ -270,8 +275,10 @@ class Retriever:
         query_token_ids = lexical.query_token_ids(query)
         bm25_all = lexical.scores(query_token_ids)
         bm25_top = top_allowed(bm25_all, depth, allowed)
+        clock.lap("bm25")
         if vector is None and mode != Mode.bm25:
             vector = self._encode_query(query)
+            clock.lap("encode")
 
         dense: dict[int, float] = {}
         if vector is not None:
@@ -279,6 +286,7 @@ class Retriever:
             if mode == Mode.hybrid:
                 candidates = np.union1d(candidates, bm25_top)
             dense = dict(zip(candidates.tolist(), self.dense_scores(candidates, vector).tolist(), strict=True))
+            clock.lap("dense")
         if mode == Mode.bm25:
             fused = {int(r): float(bm25_all[r]) for r in bm25_top if bm25_all[r] > 0}
         elif mode == Mode.dense:
@@ -297,6 +305,7 @@ class Retriever:
             fused = self._answer_rerank(query, ordered[: config.rerank_depth], fused, query_ids, query_weights)
             ordered = sorted(fused, key=lambda row: (-fused[row], row))
         chosen, folded = self._distinct(ordered, k)
+        clock.lap("fuse")
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
         answers = self._answer_sentences(query, chosen, vector, query_ids, query_weights) if highlight else {}
@@ -323,6 +332,7 @@ class Retriever:
                     duplicates=tuple(self._reference(r) for r in folded.get(row, [])),
                 )
             )
+        clock.lap("highlight")
         return hits
 
     def _reference(self, row: int) -> Reference:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any
 
@@ -14,6 +15,14 @@ from service.retrieval import Mode
 MAX_QUERY_CHARS = 1000
 MAX_BULK_DOCUMENTS = 1000
 MetadataValue = str | int | float | bool
+# The rules the validators enforce, as JSON Schema patterns, so that clients and fuzzers see them too.
+# Whitespace as Python's str.isspace and JSON Schema's (ECMA-262) \s both see it: the union of the two.
+HAS_CONTENT = r"[^\s\x1c-\x1f\x85\ufeff]"  # not only whitespace
+_ID_CHAR = r"[^\s/\\.\x00-\x1f\x7f\x85\ufeff]"
+# validate_doc_id: no whitespace, '/', '\\' or control characters, no leading '.', no '..' (1-200 long).
+DOC_ID_PATTERN = rf"^{_ID_CHAR}(?:{_ID_CHAR}|\.{_ID_CHAR})*\.?$"
+DOC_ID_SCHEMA: dict[str, Any] = {"pattern": DOC_ID_PATTERN, "minLength": 1, "maxLength": 200}
+FILTER_PATTERN = r"^[^:]*[^:\s\x1c-\x1f\x85\ufeff][^:]*:"  # field:value with a non-blank field
 
 
 class SearchBase(BaseModel):
@@ -26,6 +35,7 @@ class SearchBase(BaseModel):
         max_length=MAX_QUERY_CHARS,
         description="The question, 1 to 1000 characters, not only whitespace.",
         examples=["how many US troops were sent"],
+        json_schema_extra={"pattern": HAS_CONTENT},
     )
     k: int = Field(default=5, ge=1, le=100, description="Number of passages to return, 1 to 100.")
     mode: Mode = Field(
@@ -49,7 +59,7 @@ class SearchBase(BaseModel):
     @field_validator("q")
     @classmethod
     def q_has_content(cls, value: str) -> str:
-        if not value.strip():
+        if not re.search(HAS_CONTENT, value):
             raise ValueError("q must contain at least one non-whitespace character")
         return value
 
@@ -80,14 +90,14 @@ class SearchQuery(SearchBase):
         default_factory=list,
         description="Metadata equality as `field:value`, repeatable (`?filter=publisher:RT`); all must hold.",
         examples=[["publisher:RT"]],
+        json_schema_extra={"items": {"type": "string", "pattern": FILTER_PATTERN}},
     )
 
     @field_validator("filter")
     @classmethod
     def filters_are_field_value(cls, values: list[str]) -> list[str]:
         for value in values:
-            name, colon, _ = value.partition(":")
-            if not colon or not name.strip():
+            if not re.search(FILTER_PATTERN, value):
                 raise ValueError(f"filter {value!r} must be field:value, e.g. publisher:RT")
         return values
 
@@ -114,6 +124,25 @@ class SearchRequest(SearchBase):
 
     def metadata_filter(self) -> dict[str, str]:
         return {name: metadata_text(value) for name, value in self.filter.items()}
+
+
+class SearchBody(SearchRequest):
+    """`POST /search` body: a question, how many passages, ranked how, and optional filters (JSON types)."""
+
+    # JSON has types: a number is not a date and a string is not a number (query strings are all text).
+    @field_validator("k", mode="before")
+    @classmethod
+    def k_is_a_json_integer(cls, value: Any) -> Any:
+        if isinstance(value, str | bool):
+            raise ValueError("k must be a valid integer: a JSON number such as 5, not a string or a boolean")
+        return value
+
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def dates_are_strings(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise ValueError("dates are ISO 8601 strings, e.g. 2017-03-09")
+        return value
 
 
 class Citation(BaseModel):
@@ -205,6 +234,51 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
+class ValidationIssue(BaseModel):
+    """One broken rule of a request: where (`loc`, e.g. `["query", "k"]`) and what (`msg`)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InputError(BaseModel):
+    """A request that breaks a rule: the field and the rule, as a message or as a list of issues."""
+
+    detail: str | list[ValidationIssue]
+
+
+class Ready(BaseModel):
+    """The service can answer: its index is loaded and is the index's current snapshot."""
+
+    status: str = Field(examples=["ready"])
+    snapshot: str
+    documents: int
+    chunks: int
+
+
+class NotReady(BaseModel):
+    """The service should not get traffic now, and why."""
+
+    status: str = Field(examples=["not ready"])
+    detail: str
+
+
+# Responses every API route can give besides its own.
+UNAVAILABLE = {
+    "model": ErrorMessage,
+    "description": "Busy: the request ran past CITELINE_REQUEST_TIMEOUT_SECONDS, or too many writes are waiting "
+    "(CITELINE_MAX_QUEUED_WRITES), or the index cannot be written now. Retry after `Retry-After` seconds.",
+    "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+}
+BAD_INPUT = {"model": InputError, "description": "A parameter or the body breaks a rule; the message names it."}
+BAD_BODY = {"model": ErrorMessage, "description": "The body cannot be parsed at all (not UTF-8 JSON)."}
+# Reads are open unless CITELINE_READ_KEY is set: the key is optional as far as the schema can tell.
+OPTIONAL_KEY: dict[str, Any] = {"security": [{}]}
+TOO_LARGE = {"model": ErrorMessage, "description": "Request body larger than CITELINE_MAX_BODY_BYTES."}
+NEEDS_READ_KEY = {"model": ErrorMessage, "description": "CITELINE_READ_KEY is set and the request lacks the key."}
+
+
 def _check_doc_id(value: str | None) -> str | None:
     if value is None:
         return None
@@ -234,11 +308,22 @@ class DocumentIn(BaseModel):
     doc_id: str | None = Field(
         default=None,
         description="1-200 printable characters without whitespace, '/' or '\\', not starting with '.', no '..'.",
+        json_schema_extra={"anyOf": [{"type": "string", **DOC_ID_SCHEMA}, {"type": "null"}]},
     )
     title: str | None = Field(default=None, max_length=1000)
-    text: str = Field(min_length=1, description="The original text; citations are offsets into it.")
+    text: str = Field(
+        min_length=1,
+        description="The original text; citations are offsets into it.",
+        json_schema_extra={"pattern": HAS_CONTENT},
+    )
     metadata: dict[str, Any] = Field(
-        default_factory=dict, description="Any JSON fields; `date` (ISO 8601) enables date filters."
+        default_factory=dict,
+        description="Any JSON fields; `date` (ISO 8601) enables date filters.",
+        json_schema_extra={
+            "properties": {
+                "date": {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+            }
+        },
     )
 
     @field_validator("doc_id")
@@ -249,7 +334,7 @@ class DocumentIn(BaseModel):
     @field_validator("text")
     @classmethod
     def text_has_content(cls, value: str) -> str:
-        if not value.strip():
+        if not re.search(HAS_CONTENT, value):
             raise ValueError("text must contain at least one non-whitespace character")
         return value
 

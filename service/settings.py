@@ -45,6 +45,16 @@ class Settings:
     read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")
     max_body_bytes: int = _setting(10_000_000, "Largest request body accepted, in bytes (else 413).")
     max_document_chars: int = _setting(1_000_000, "Longest document text accepted through the API, in characters.")
+    request_timeout_seconds: float = _setting(
+        30.0, "Longest a request may run before it is answered 503 with Retry-After (0: no limit)."
+    )
+    max_queued_writes: int = _setting(
+        8, "Writes that may wait while another is written; more are answered 503 with Retry-After (0: no limit)."
+    )
+    shutdown_seconds: float = _setting(
+        30.0, "On SIGTERM: how long requests in flight may take to finish before the server exits anyway (0: wait)."
+    )
+    log_format: str = _setting("text", "Log lines as key=value text or JSON lines.", choices=("text", "json"))
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# A private user cache: ONNX exports left in ~/.cache by other runs must not stand in for the ones tested here.
+# A private user cache: an ONNX export left in ~/.cache/citeline by another run would be reused instead of the
+# one the tests expect beside their index (tests/test_encoders.py), and servers started by tests inherit this.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="citeline-test-cache-")
 
 from fastapi.testclient import TestClient
@@ -22,6 +25,7 @@ from service.app import create_app
 from service.engine import Engine, index_sources
 from service.settings import Settings
 
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 

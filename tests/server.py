@@ -25,8 +25,17 @@ def free_port() -> int:
 @contextmanager
 def running_server(*serve_args: str, timeout: float = 120) -> Iterator[str]:
     """`citeline serve SERVE_ARGS --port <free>` until healthy; yields its base URL and stops it afterwards."""
+    with server_process(*serve_args, timeout=timeout) as (base, _):
+        yield base
+
+
+@contextmanager
+def server_process(
+    *serve_args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like `running_server`, yielding the process too (its output is piped: read it once it has exited)."""
     port = free_port()
-    env = {**os.environ, "CITELINE_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "CITELINE_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", **(env or {})}
     server = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", *serve_args, "--port", str(port)],
         cwd=ROOT,
@@ -46,7 +55,8 @@ def running_server(*serve_args: str, timeout: float = 120) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, f"server did not become healthy in {timeout:.0f} s"
             time.sleep(0.5)
-        yield base
+        yield base, server
     finally:
-        server.terminate()
+        if server.poll() is None:
+            server.terminate()
         server.wait(timeout=30)

@@ -71,7 +71,7 @@ def test_chunks_are_exact_ordered_cover_content_and_fit(embedder, text, title):
         passage = text[chunk.start : chunk.end]
         assert passage.strip(), "a chunk is never only whitespace"
         embedded = embedding_text(clip_title(title, counter), passage)
-        assert counter.count([embedded])[0] <= SMALL.token_limit
+        assert counter.count([embedded])[0] <= SMALL.token_limit, (repr(text), repr(title), repr(passage))
     assert [c.start for c in chunks] == sorted(c.start for c in chunks)
     assert all(a.end <= b.end for a, b in itertools.pairwise(chunks))
     content = {i for i, ch in enumerate(text) if not ch.isspace()}

@@ -25,7 +25,7 @@ def small_docs(seed_documents) -> list[Document]:
 
 def test_manifest_records_model_chunker_hashes_and_counts(seed_index: Path, embedder, seed_documents):
     manifest = read_manifest(seed_index)
-    assert manifest.format_version == 1
+    assert manifest.format_version == snapshot_module.FORMAT_VERSION
     assert manifest.model.fingerprint == embedder.info.fingerprint and manifest.model.dimension == 384
     assert manifest.chunker.token_limit == embedder.token_limit
     assert manifest.documents == {d.doc_id: d.content_hash for d in seed_documents}

@@ -11,6 +11,13 @@ from indexer.documents import Document, SourceError, validate_doc_id
 from service.dependencies import get_engine, get_settings
 from service.engine import Engine, IndexState, WriteResult
 from service.schemas import (
+    BAD_BODY,
+    BAD_INPUT,
+    DOC_ID_SCHEMA,
+    NEEDS_READ_KEY,
+    OPTIONAL_KEY,
+    TOO_LARGE,
+    UNAVAILABLE,
     DocumentBatch,
     DocumentDetail,
     DocumentIn,
@@ -25,17 +32,26 @@ from service.security import require_read_key, require_write_key
 from service.settings import Settings
 
 router = APIRouter(tags=["documents"])
-reads = APIRouter(tags=["documents"], dependencies=[Depends(require_read_key)])
+reads = APIRouter(
+    tags=["documents"],
+    dependencies=[Depends(require_read_key)],
+    responses={401: NEEDS_READ_KEY, 422: BAD_INPUT, 503: UNAVAILABLE},
+)
 writes = APIRouter(
     tags=["documents"],
     dependencies=[Depends(require_write_key)],
     responses={
         401: {"model": ErrorMessage, "description": "Missing or wrong bearer key."},
         403: {"model": ErrorMessage, "description": "Writes are off: no CITELINE_API_KEY configured."},
-        413: {"model": ErrorMessage, "description": "Request body too large."},
+        413: TOO_LARGE,
+        422: BAD_INPUT,
+        503: UNAVAILABLE,
     },
 )
 DocId = Annotated[str, Path(description="The document's id, as listed by `GET /documents`.")]
+NewDocId = Annotated[
+    str, Path(description="The document's id (see `DocumentIn.doc_id` for the rule).", json_schema_extra=DOC_ID_SCHEMA)
+]
 
 
 def _not_found(doc_id: str) -> HTTPException:
@@ -52,7 +68,7 @@ def _summary(document: Document, state: IndexState) -> DocumentSummary:
     )
 
 
-@reads.get("/documents", response_model=DocumentList, summary="List indexed documents")
+@reads.get("/documents", response_model=DocumentList, openapi_extra=OPTIONAL_KEY, summary="List indexed documents")
 def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentList:
     """Every document with its id, title, source, length and number of passages."""
     state = engine.state
@@ -63,6 +79,7 @@ def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentLi
     "/documents/{doc_id}",
     response_model=DocumentDetail,
     responses={404: {"model": ErrorMessage, "description": "No document has this id."}},
+    openapi_extra=OPTIONAL_KEY,
     summary="Get one document with its original text",
 )
 def get_document(doc_id: DocId, engine: Annotated[Engine, Depends(get_engine)]) -> DocumentDetail:
@@ -103,7 +120,10 @@ def _response(results: list[WriteResult], engine: Engine) -> WriteResponse:
     "/documents",
     response_model=WriteResponse,
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"model": ErrorMessage, "description": "A doc_id already exists (nothing was written)."}},
+    responses={
+        400: BAD_BODY,
+        409: {"model": ErrorMessage, "description": "A doc_id already exists (nothing was written)."},
+    },
     summary="Add one document or a batch",
 )
 def add_documents(
@@ -136,11 +156,11 @@ def add_documents(
 @writes.put(
     "/documents/{doc_id}",
     response_model=WriteResponse,
-    responses={201: {"model": WriteResponse, "description": "The document was created."}},
+    responses={201: {"model": WriteResponse, "description": "The document was created."}, 400: BAD_BODY},
     summary="Create or replace one document",
 )
 def put_document(
-    doc_id: DocId,
+    doc_id: NewDocId,
     body: DocumentIn,
     response: Response,
     engine: Annotated[Engine, Depends(get_engine)],

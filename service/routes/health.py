@@ -1,21 +1,24 @@
-"""`/health`: liveness plus what is being served."""
+"""Operations: `/health` (liveness plus what is served), `/ready` (fit for traffic), `/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.dependencies import get_engine
 from service.engine import Engine
-from service.schemas import Health
+from service.observability import Metrics, ready
+from service.schemas import Health, NotReady, Ready
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health, summary="Service status")
 def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
-    """`ok` once the index and the model are loaded."""
+    """`ok` once the index and the model are loaded: the process is alive (liveness)."""
     snapshot = engine.snapshot
     return Health(
         status="ok",
@@ -24,3 +27,33 @@ def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
         model=engine.embedder.info.name,
         snapshot=snapshot.path.name,
     )
+
+
+@router.get(
+    "/ready",
+    response_model=Ready,
+    responses={503: {"model": NotReady, "description": "Not fit for traffic: the index could not be followed."}},
+    summary="Readiness",
+)
+def readiness(engine: Annotated[Engine, Depends(get_engine)]) -> Ready | JSONResponse:
+    """200 when the index is loaded, verified and is the index's current snapshot; 503 (with why) when a
+    newer snapshot written by another process could not be loaded, so answers would be stale."""
+    snapshot = engine.snapshot
+    if not ready(engine):
+        detail = f"serving {snapshot.path.name}, but the index's current snapshot fails to load: {engine.refresh_error}"
+        return JSONResponse(status_code=503, content=NotReady(status="not ready", detail=detail).model_dump())
+    return Ready(
+        status="ready", snapshot=snapshot.path.name, documents=len(snapshot.documents), chunks=snapshot.num_chunks
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}},
+    summary="Prometheus metrics",
+)
+def metrics(request: Request) -> Response:
+    """Requests by route and status, latency histograms, search time by stage, index size, writes by outcome."""
+    registry: Metrics = request.app.state.metrics
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
