@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from bench.common import free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "load-test-key"
@@ -85,22 +86,6 @@ def doc_text(n: int, version: int) -> str:
         f"Lighthouse log {n}, version {version}. The keeper on Skerry {n} counted {n * 7 + version} gulls at dawn "
         f"and wrote that the fog horn sounded {version} times before the ferry arrived."
     )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
