@@ -190,6 +190,8 @@ def evaluate(
         judged = []
         for i, query in enumerate(tqdm(dataset.queries, desc=f"eval {mode.value}", disable=not show_progress)):
             vector = vectors[i] if vectors is not None else None
-            judged.append(judge(retriever.search(query.text, depth, mode, vector=vector), query))
+            # Only the first hit's highlight is judged (highlight@1): the others need none.
+            hits = retriever.search(query.text, depth, mode, vector=vector, highlight_top=1)
+            judged.append(judge(hits, query))
         results[mode.value] = {**summarize(judged), "queries": float(len(judged))}
     return results

@@ -255,11 +255,13 @@ class Retriever:
         highlight: bool = True,
         search_filter: SearchFilter | None = None,
         timings: dict[str, float] | None = None,
+        highlight_top: int | None = None,
     ) -> list[Hit]:
         """The `k` best distinct passages for `query`, ranked by `mode`, among those `search_filter` allows.
 
         `vector` is the query's embedding when the caller already has it (batched evaluation);
-        `highlight=False` skips picking the answering sentence (the whole passage stands in).
+        `highlight=False` skips picking the answering sentence (the whole passage stands in);
+        `highlight_top=n` picks it for the first n hits only (evaluation judges the first).
         The filter applies before the top-k cut: `k` results come back when that many passages match.
         `timings`, when given, receives seconds per stage (filter, bm25, encode, dense, fuse, highlight).
         """
@@ -308,7 +310,8 @@ class Retriever:
         clock.lap("fuse")
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
-        answers = self._answer_sentences(query, chosen, vector, query_ids, query_weights) if highlight else {}
+        to_highlight = chosen if highlight_top is None else chosen[:highlight_top]
+        answers = self._answer_sentences(query, to_highlight, vector, query_ids, query_weights) if highlight else {}
         hits = []
         for rank, row in enumerate(chosen, start=1):
             document = snapshot.documents[snapshot.chunk_docs[row]]

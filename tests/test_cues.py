@@ -118,3 +118,15 @@ def test_vectorised_coverage_equals_the_per_sentence_definition(engine):
         weights = lexical.idf_of_ids(query_ids.tolist())
         expected = [term_coverage(ids[ptr[r] : ptr[r + 1]], query_ids, weights) for r in rows]
         assert sentence_coverage(snapshot, rows, query_ids, weights).tolist() == pytest.approx(expected)
+
+
+def test_highlight_top_limits_the_work_to_the_first_hits(engine):
+    from service.retrieval import Mode
+
+    retriever = engine.state.retriever
+    question = "how many US troops were sent"
+    full = retriever.search(question, 5, Mode.hybrid)
+    first_only = retriever.search(question, 5, Mode.hybrid, highlight_top=1)
+    assert [(h.doc_id, h.start) for h in first_only] == [(h.doc_id, h.start) for h in full]
+    assert first_only[0].highlight == full[0].highlight
+    assert all((h.highlight.start, h.highlight.end) == (h.start, h.end) for h in first_only[1:])
