@@ -26,7 +26,7 @@ def key_matches(credentials: HTTPAuthorizationCredentials | None, *keys: str) ->
     return any(hmac.compare_digest(presented, key.encode()) for key in keys if key)
 
 
-def require_write_key(settings: Annotated[Settings, Depends(get_settings)], credentials: Credentials) -> None:
+async def require_write_key(settings: Annotated[Settings, Depends(get_settings)], credentials: Credentials) -> None:
     """Writes are off without CITELINE_API_KEY (403); with it, the request must carry that key (401)."""
     if not settings.api_key:
         raise HTTPException(
@@ -42,7 +42,7 @@ def require_write_key(settings: Annotated[Settings, Depends(get_settings)], cred
         )
 
 
-def require_read_key(settings: Annotated[Settings, Depends(get_settings)], credentials: Credentials) -> None:
+async def require_read_key(settings: Annotated[Settings, Depends(get_settings)], credentials: Credentials) -> None:
     """Reads are open unless CITELINE_READ_KEY is set; then the read key (or the write key) is needed (401)."""
     if settings.read_key and not key_matches(credentials, settings.read_key, settings.api_key):
         raise HTTPException(

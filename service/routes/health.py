@@ -17,7 +17,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health, summary="Service status")
-def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
+async def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
     """`ok` once the index and the model are loaded: the process is alive (liveness)."""
     snapshot = engine.snapshot
     return Health(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from service.dependencies import get_engine, get_metrics
 from service.engine import Engine
@@ -30,7 +33,7 @@ from service.schemas import (
 from service.security import require_read_key
 
 # Only doc_id and filter repeat; each other query parameter takes one value.
-SINGLE_VALUED = ("q", "k", "mode", "source", "date_from", "date_to")
+REPEATABLE = frozenset({"doc_id", "filter"})
 router = APIRouter(
     tags=["search"],
     dependencies=[Depends(require_read_key)],
@@ -65,32 +68,79 @@ def search_response(request: SearchBase, engine: Engine, metrics: Metrics | None
     )
 
 
-def single_valued(request: Request) -> None:
-    """A parameter that takes one value given twice is ambiguous (FastAPI would silently keep the last): 422."""
-    for name in SINGLE_VALUED:
-        count = len(request.query_params.getlist(name))
-        if count > 1:
+async def search_json(request: SearchBase, engine: Engine, metrics: Metrics) -> Response:
+    """The search's JSON response, built in one worker-thread hop.
+
+    The endpoints are `async def` on purpose: FastAPI runs a plain `def` endpoint in its threadpool and then
+    validates the returned model again, costing a request about 0.4 ms on two cores. Here the search and
+    the serialisation of a model that was valid by construction share one hop off the event loop.
+    """
+
+    def run() -> bytes:
+        return search_response(request, engine, metrics).model_dump_json().encode()
+
+    return Response(await run_in_threadpool(run), media_type="application/json")
+
+
+def parse_search_query(request: Request) -> SearchQuery:
+    """The query string as a `SearchQuery`, or a 422 naming the parameter and the rule.
+
+    Parsed here rather than by FastAPI's query-model dependency, which costs a search about 0.15 ms more
+    for the same validation; the errors keep FastAPI's shape (`loc` starts with "query").
+    """
+    values: dict[str, str | list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        if name in REPEATABLE:
+            repeated = values.setdefault(name, [])
+            assert isinstance(repeated, list)
+            repeated.append(value)
+        elif name in values:
+            # FastAPI would silently keep the last: a parameter given twice is ambiguous.
+            count = len(request.query_params.getlist(name))
             raise HTTPException(status_code=422, detail=f"query parameter {name} is given {count} times: give it once")
+        else:
+            values[name] = value
+    try:
+        return SearchQuery.model_validate(values)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI `parameters` (in: query) for each field of `model`, as FastAPI would document a query model."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", []))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": field,
+            **({"description": field["description"]} if "description" in field else {}),
+        }
+        for name, field in schema["properties"].items()
+    ]
 
 
 @router.get(
     "/search",
     response_model=SearchResponse,
-    dependencies=[Depends(single_valued)],
-    openapi_extra=OPTIONAL_KEY,
+    openapi_extra={**OPTIONAL_KEY, "parameters": query_parameters(SearchQuery)},
     summary="Search with a query string",
 )
-def search_get(
-    request: Annotated[SearchQuery, Query()],
+async def search_get(
+    request: Request,
     engine: Annotated[Engine, Depends(get_engine)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
-) -> SearchResponse:
+) -> Response:
     """Rank passages for `q`. Every result's citation satisfies `document.text[start:end] == text`.
 
     Filters (`doc_id`, `source`, `filter=field:value`, `date_from`, `date_to`) apply before the top-k
     cut: `k` results come back when that many passages match.
     """
-    return search_response(request, engine, metrics)
+    return await search_json(parse_search_query(request), engine, metrics)
 
 
 @router.post(
@@ -100,10 +150,10 @@ def search_get(
     openapi_extra=OPTIONAL_KEY,
     summary="Search with a JSON body",
 )
-def search_post(
+async def search_post(
     request: SearchBody,
     engine: Annotated[Engine, Depends(get_engine)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
-) -> SearchResponse:
+) -> Response:
     """Same as `GET /search`, for clients that prefer a JSON body."""
-    return search_response(request, engine, metrics)
+    return await search_json(request, engine, metrics)
