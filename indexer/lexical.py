@@ -12,8 +12,11 @@ import bm25s
 import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
+from bm25s.tokenization import _infer_stopwords
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)
+# bm25s.tokenize's default split; `LexicalIndex.terms` repeats it for one text without its per-call setup.
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _EMPTY_MARKER = "EMPTY"
 # "IS" (Islamic State), "IT", "AS": acronyms that lowercase into stopwords and would vanish from BM25.
 _ACRONYM_STOPWORD = re.compile(
@@ -46,6 +49,7 @@ class LexicalIndex:
         self._retriever = retriever
         self.config = config
         self._stemmer = Stemmer.Stemmer(config.stemmer) if config.stemmer else None
+        self._stopwords = frozenset(_infer_stopwords(config.stopwords))
         if retriever is None:
             self.num_chunks = 0
             self._idf = np.zeros(0)
@@ -83,15 +87,13 @@ class LexicalIndex:
         return mark_acronyms(text) if self.config.keep_acronyms else text
 
     def terms(self, text: str) -> list[str]:
-        """The stemmed, stopword-free terms of `text`, as BM25 sees them."""
-        tokenized = bm25s.tokenize(
-            [self._prepare(text)],
-            stopwords=self.config.stopwords,
-            stemmer=self._stemmer,
-            return_ids=False,
-            show_progress=False,
-        )
-        return list(tokenized[0]) if tokenized else []
+        """The stemmed, stopword-free terms of `text`, as BM25 sees them.
+
+        The same terms as `bm25s.tokenize` gives (a test holds them equal), about 0.1 ms sooner per query:
+        it builds progress bars and vocabularies that one question does not need.
+        """
+        words = [w for w in _TOKEN.findall(self._prepare(text).lower()) if w not in self._stopwords]
+        return self._stemmer.stemWords(words) if self._stemmer is not None else words
 
     def query_token_ids(self, text: str) -> list[int]:
         """Vocabulary ids of the query's terms; terms the collection never uses are left out."""

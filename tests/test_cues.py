@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from indexer.lexical import BM25Config, LexicalIndex
+from indexer.lexical import BM25Config, LexicalIndex, mark_acronyms
 from service.cues import AnswerKind, answer_kind, has_answer_kind
 from service.retrieval import RetrievalConfig, answer_sentence_scores, term_coverage
 
@@ -95,8 +97,6 @@ def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
 
 
 def test_acronyms_that_lowercase_into_stopwords_stay_terms():
-    from indexer.lexical import mark_acronyms
-
     assert mark_acronyms("IS fighters took the city; It was 2013.") == "is_acr fighters took the city; It was 2013."
     assert mark_acronyms("WHEN DID IS TAKE RAQQA") == "WHEN DID IS TAKE RAQQA", "all caps: no acronym to tell"
     index = LexicalIndex.build(["IS fighters held Raqqa.", "The dam is held by fighters."], BM25Config())
@@ -130,3 +130,32 @@ def test_highlight_top_limits_the_work_to_the_first_hits(engine):
     assert [(h.doc_id, h.start) for h in first_only] == [(h.doc_id, h.start) for h in full]
     assert first_only[0].highlight == full[0].highlight
     assert all((h.highlight.start, h.highlight.end) == (h.start, h.end) for h in first_only[1:])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.lists(
+        st.one_of(
+            st.sampled_from([" ", "IS", "It", "it", "was", "Raqqa", "fighters", "2013", "U.S.", "\u00a0", "\r\n"]),
+            st.text(max_size=4),
+        ),
+        max_size=20,
+    ).map("".join),
+    keep_acronyms=st.booleans(),
+    stemmer=st.sampled_from(["english", ""]),
+)
+def test_query_terms_equal_bm25s_tokenize(text: str, keep_acronyms: bool, stemmer: str):
+    """The one-question tokeniser of the search path gives exactly the terms bm25s gives the index."""
+    import bm25s
+    import Stemmer
+
+    index = LexicalIndex(None, BM25Config(keep_acronyms=keep_acronyms, stemmer=stemmer))
+    prepared = mark_acronyms(text) if keep_acronyms else text
+    tokenized = bm25s.tokenize(
+        [prepared],
+        stopwords="en",
+        stemmer=Stemmer.Stemmer(stemmer) if stemmer else None,
+        return_ids=False,
+        show_progress=False,
+    )
+    assert index.terms(text) == (list(tokenized[0]) if tokenized else [])
