@@ -18,12 +18,14 @@ class SlowEncoder:
 
     def __init__(self, seconds: float = 0.05) -> None:
         self.batches: list[list[str]] = []
+        self.threads: list[int] = []
         self.seconds = seconds
         self.lock = threading.Lock()
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         with self.lock:
             self.batches.append(list(texts))
+            self.threads.append(threading.get_ident())
         time.sleep(self.seconds)
         if any(t == "boom" for t in texts):
             raise RuntimeError("model failed")
@@ -49,6 +51,18 @@ def test_a_lone_question_is_encoded_alone_without_waiting():
     for question in ("one", "two", "three"):
         assert batching.encode_query(question).tolist() == [len(question), ord(question[0])]
     assert encoder.batches == [["one"], ["two"], ["three"]]
+    assert set(encoder.threads) == {threading.get_ident()}, "a lone question must not switch threads"
+
+
+def test_under_heavy_concurrency_every_question_is_encoded_exactly_once():
+    encoder = SlowEncoder(seconds=0.001)
+    batching = BatchingEncoder(encoder, max_batch=4)
+    questions = [f"{chr(ord('a') + i % 26)}{i}" for i in range(300)]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        vectors = list(pool.map(batching.encode_query, questions))
+    assert [v.tolist() for v in vectors] == [[len(q), ord(q[0])] for q in questions]
+    assert sorted(t for batch in encoder.batches for t in batch) == sorted(questions)
+    assert batching.encode_query("last").tolist() == [4, ord("l")], "the encoder is idle and usable afterwards"
 
 
 def test_an_encoder_error_reaches_the_callers_and_the_worker_survives():
