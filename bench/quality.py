@@ -45,17 +45,28 @@ def run_quality(
 ) -> Metrics:
     """Metrics per mode over `dataset` (queries encoded once, in batches)."""
     retriever = Retriever(engine.snapshot, embedder.encode_query, config or RetrievalConfig())
-    return evaluate(retriever, dataset, modes, encode_queries=embedder.encode, show_progress=False)
+    return evaluate(retriever, dataset, modes, encode_queries=embedder.encode_queries, show_progress=False)
 
 
 def run_ablations(engine: Engine, embedder: Embedder, dataset: Dataset) -> dict[str, dict[str, float]]:
-    """Hybrid metrics of each ablation over `dataset`, with the query vectors encoded once."""
-    vectors = embedder.encode([q.text for q in dataset.queries])
+    """Hybrid metrics of each ablation over `dataset`, with the query vectors encoded once.
+
+    When questions have an encoder of their own (int8), one more row encodes them with the passages' (fp32).
+    """
+    texts = [q.text for q in dataset.queries]
+    vectors = embedder.encode_queries(texts)
     results = {}
     for name, config in ABLATIONS.items():
         retriever = Retriever(engine.snapshot, embedder.encode_query, config)
         metrics = evaluate(retriever, dataset, [Mode.hybrid], encode_queries=lambda _texts: vectors)
         results[name] = metrics["hybrid"]
+    if embedder.query_encoder != embedder.encoder:
+        passage_vectors = embedder.encode(texts)
+        retriever = Retriever(engine.snapshot, embedder.encode_query, RetrievalConfig())
+        metrics = evaluate(retriever, dataset, [Mode.hybrid], encode_queries=lambda _texts: passage_vectors)
+        results[f"questions encoded by {embedder.encoder} (like passages), not {embedder.query_encoder}"] = metrics[
+            "hybrid"
+        ]
     return results
 
 

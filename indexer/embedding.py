@@ -68,6 +68,7 @@ class Embedder:
 
     The backend (`encoder`: onnx, onnx-int8 or torch) is chosen by `create_encoder`; whichever runs, the
     model, its fingerprint and so its vectors are the same, so an index built with one serves with another.
+    `query_encoder` is the backend of `encode_query` when it differs from the passages' (None: the same one).
     """
 
     def __init__(
@@ -77,10 +78,13 @@ class Embedder:
         encoder: str = DEFAULT_ENCODER,
         cache_dir: Path | None = None,
         threads: int = 0,
+        query_encoder: str | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         check_encoder_kind(encoder)
+        if query_encoder is not None:
+            check_encoder_kind(query_encoder)
         self.name = model or DEFAULT_MODEL
         location = resolve_model(model)
         model_dir = Path(location)
@@ -90,12 +94,18 @@ class Embedder:
         )
         try:
             self._encoder: Encoder = create_encoder(encoder, location, fingerprint, cache_dir, threads)
+            self._query_encoder: Encoder = (
+                self._encoder
+                if query_encoder in (None, encoder)
+                else create_encoder(query_encoder, location, fingerprint, cache_dir, threads)
+            )
         except Exception as error:
             raise ModelError(
                 f"could not load model {self.name!r} from {location!r} with the hub off: {error}. "
                 "Set CITELINE_MODEL to a local model folder."
             ) from error
-        self.encoder = self._encoder.kind  # the backend actually running (torch after a fallback)
+        self.encoder = self._encoder.kind  # the backends actually running (torch after a fallback)
+        self.query_encoder = self._query_encoder.kind
         self.batch_size = batch_size
         self.token_counter = self._encoder.token_counter
         self.info = ModelInfo(
@@ -105,7 +115,7 @@ class Embedder:
             max_seq_length=self._encoder.max_seq_length,
             fingerprint=fingerprint,
         )
-        logger.info("encoder %s for model %s", self.encoder, self.name)
+        logger.info("encoder %s (questions: %s) for model %s", self.encoder, self.query_encoder, self.name)
 
     @property
     def token_limit(self) -> int:
@@ -118,6 +128,12 @@ class Embedder:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
         return self._encoder.encode(list(texts), self.batch_size, show_progress)
 
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Vectors of questions, on the query encoder, shape (len(queries), dimension)."""
+        if not queries:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        return self._query_encoder.encode(list(queries), self.batch_size, False)
+
     def encode_query(self, query: str) -> np.ndarray:
-        """Vector of one question, shape (dimension,)."""
-        return self.encode([query])[0]
+        """Vector of one question, on the query encoder, shape (dimension,)."""
+        return self.encode_queries([query])[0]

@@ -23,8 +23,11 @@ from indexer.chunking import TokenCounter
 logger = logging.getLogger(__name__)
 
 ENCODERS = ("onnx", "onnx-int8", "torch")
-# The encoder used when none is set. Provisional: the benchmark picks the final default.
+# Passages are embedded in fp32: an index is written once and read for its whole life. Questions are
+# encoded with int8 weights: about 1.3 ms instead of 2.1 ms, with no change in retrieval beyond noise
+# (SQuAD dev half hybrid nDCG@10 0.9242 vs 0.9244, R@5 0.9662 vs 0.9666; seed hits identical).
 DEFAULT_ENCODER = "onnx"
+DEFAULT_QUERY_ENCODER = "onnx-int8"
 ENCODER_CACHE_DIR = "encoders"  # inside an index directory
 
 
@@ -186,12 +189,18 @@ class OnnxEncoder:
         return pool(hidden, mask, self._spec.pooling)
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        if self.kind == "onnx-int8":
+            # Dynamic int8 quantises activations with one scale per call, over the whole batch: a text's
+            # vector would depend on the texts encoded with it (up to 0.02 per coordinate). One text per
+            # call keeps a question's vector, and so its answer, the same whatever arrives beside it.
+            batch_size = 1
         encodings = self._tokenizer.encode_batch(texts)
         # Longest first, as sentence-transformers does: batches of similar lengths carry little padding.
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         batches = range(0, len(texts), max(batch_size, 1))
-        for start in tqdm(batches, desc="Batches", disable=not show_progress):
+        # A disabled tqdm still costs ~40 us to build: a tenth of a question's whole encoding overhead.
+        for start in tqdm(batches, desc="Batches") if show_progress else batches:
             rows = order[start : start + batch_size]
             vectors[rows] = self._embed_batch([encodings[r] for r in rows])
         return normalize_rows(vectors)

@@ -2,8 +2,9 @@
 
 An export directory holds everything the ONNX encoder needs at query time, so that it never loads torch:
 
-    model.onnx        the transformer: (input_ids, attention_mask[, token_type_ids]) -> token embeddings
-    model-int8.onnx   the same, dynamically quantised (MatMul weights, int8 per channel), made on demand
+    model.onnx        the transformer: (input_ids, attention_mask[, token_type_ids]) -> token embeddings;
+                      for BERT models, with onnxruntime's fused attention, GELU and layer-norm kernels
+    model-int8.onnx   the same, dynamically quantised (MatMul and attention weights, int8 per channel), on demand
     tokenizer.json    the model's own fast tokenizer, as sentence-transformers configured it
     encoder.json      `ExportSpec`: pooling, dimension, sequence limit, padding id, the model fingerprint
 
@@ -27,7 +28,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # Bumped whenever the export changes what it writes: older exports are then made again.
-EXPORT_FORMAT = 1
+# 2: eager attention, fused by onnxruntime's transformer optimizer (BERT models).
+EXPORT_FORMAT = 2
 # onnxruntime 1.2x runs opset 17 everywhere; it is also the newest the TorchScript exporter knows well.
 OPSET = 17
 MODEL_FILE = "model.onnx"
@@ -37,6 +39,10 @@ SPEC_FILE = "encoder.json"
 OUTPUT_NAME = "token_embeddings"
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Model types onnxruntime's transformer optimizer fuses (its `bert` pass); others keep the plain export.
+_FUSABLE = frozenset({"bert"})
+# The fused graph must give the plain graph's token embeddings, up to float rounding.
+_FUSED_TOLERANCE = 1e-4
 
 
 class UnsupportedModelError(ValueError):
@@ -124,6 +130,9 @@ def export_model(location: str, fingerprint: str, directory: Path) -> ExportSpec
     spec = _spec_of(model, fingerprint)
     transformer: Any = model[0].auto_model
     transformer.eval()
+    if hasattr(transformer, "set_attn_implementation"):
+        # The eager attention exports as the MatMul/Softmax pattern that onnxruntime fuses; SDPA's does not.
+        transformer.set_attn_implementation("eager")
 
     class TokenEmbeddings(torch.nn.Module):
         """The HF model called by keyword: transformers 5 changed BertModel's positional arguments."""
@@ -142,6 +151,10 @@ def export_model(location: str, fingerprint: str, directory: Path) -> ExportSpec
     axes[OUTPUT_NAME] = {0: "batch", 1: "sequence"}
 
     def write_onnx(path: Path) -> None:
+        write_plain(path)
+        _fuse(path, transformer.config, {n: t.numpy() for n, t in zip(spec.input_names, inputs, strict=True)})
+
+    def write_plain(path: Path) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             # The TorchScript exporter (dynamo=False) needs only `onnx`; the dynamo one would also need onnxscript.
             warnings.simplefilter("ignore")
@@ -157,6 +170,7 @@ def export_model(location: str, fingerprint: str, directory: Path) -> ExportSpec
             )
 
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / INT8_FILE).unlink(missing_ok=True)  # quantised from an older export: made again on demand
     backend = model.tokenizer.backend_tokenizer
     _replace_atomically(directory, TOKENIZER_FILE, lambda path: path.write_text(backend.to_str(), encoding="utf-8"))
     _replace_atomically(directory, MODEL_FILE, write_onnx)
@@ -165,8 +179,53 @@ def export_model(location: str, fingerprint: str, directory: Path) -> ExportSpec
     return spec
 
 
+def _fuse(path: Path, config: Any, sample: dict[str, Any]) -> None:
+    """Rewrite the exported graph at `path` with onnxruntime's fused transformer kernels, where it can.
+
+    Fused attention, GELU and layer norms cut the number of kernel launches, which is most of the cost of
+    encoding one short question (fp32: about 2.2 -> 2.0 ms on 2 cores). The fused graph is kept
+    only if it gives the plain graph's output on `sample`; otherwise, or for another model type, the
+    plain export stays.
+    """
+    model_type = getattr(config, "model_type", "")
+    if model_type not in _FUSABLE:
+        return
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.transformers import optimizer
+
+    fused_path = path.with_name(path.name + ".fused")
+    try:
+        fused = optimizer.optimize_model(
+            str(path),
+            model_type=model_type,
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            opt_level=1,
+        )
+        fused.save_model_to_file(str(fused_path))
+
+        def run(model_path: Path) -> Any:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            return session.run([OUTPUT_NAME], sample)[0]
+
+        mask = sample["attention_mask"][..., None].astype(bool)
+        difference = float(np.abs(np.where(mask, run(fused_path) - run(path), 0)).max())
+        if difference > _FUSED_TOLERANCE:
+            logger.warning("fused ONNX graph differs from the plain one by %.2g: keeping the plain one", difference)
+            return
+        os.replace(fused_path, path)
+    except Exception as error:  # an optimiser that cannot handle this graph leaves the plain export
+        logger.warning("could not fuse the ONNX graph (%s): keeping the plain one", error)
+    finally:
+        fused_path.unlink(missing_ok=True)
+
+
 def quantize_model(directory: Path) -> None:
-    """Write `model-int8.onnx` beside `model.onnx`: dynamic int8, per-channel weights, MatMul only."""
+    """Write `model-int8.onnx` beside `model.onnx`: dynamic int8, per-channel weights of MatMul and Attention."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     started = time.perf_counter()
@@ -179,8 +238,11 @@ def quantize_model(directory: Path) -> None:
                 directory / MODEL_FILE,
                 path,
                 per_channel=True,
-                op_types_to_quantize=["MatMul"],
+                # Attention: the fused kernel's Q/K/V projection (QAttention); 1.75 -> 1.4 ms per question.
+                op_types_to_quantize=["MatMul", "Attention"],
                 weight_type=QuantType.QInt8,
+                # Shape inference cannot type the outputs of fused (com.microsoft) kernels: they are float.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         finally:
             logging.disable(logging.NOTSET)

@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--index", type=Path, help="index directory (CITELINE_INDEX, default ./index)")
         sub.add_argument("--model", help="embedding model: default name, local folder (CITELINE_MODEL)")
         sub.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (CITELINE_LOG_LEVEL)")
-        sub.add_argument("--encoder", choices=ENCODERS, help="encoder backend (CITELINE_ENCODER, default onnx)")
+        sub.add_argument("--encoder", choices=ENCODERS, help="passage encoder backend (CITELINE_ENCODER, default onnx)")
+        sub.add_argument(
+            "--query-encoder",
+            choices=ENCODERS,
+            help="question encoder backend (CITELINE_QUERY_ENCODER, default onnx-int8)",
+        )
         sub.add_argument("--threads", type=int, help="encoder threads, 0 = library default (CITELINE_THREADS)")
 
     index = commands.add_parser(
@@ -122,7 +127,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     engine = Engine.load(_with_sources(settings, []), embedder=embedder)
     modes = list(Mode) if args.mode == "all" else [Mode(args.mode)]
     results = evaluate(
-        engine.state.retriever, dataset, modes, encode_queries=embedder.encode, depth=args.k, show_progress=True
+        engine.state.retriever, dataset, modes, encode_queries=embedder.encode_queries, depth=args.k, show_progress=True
     )
     if args.json:
         print(json.dumps({"dataset": dataset.name, "kind": dataset.kind, "results": results}, indent=2))
@@ -150,6 +155,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "overlap_sentences",
             "batch_size",
             "encoder",
+            "query_encoder",
             "threads",
         )
     }

@@ -74,6 +74,7 @@ def load_embedder(settings: Settings) -> Embedder:
         settings.model,
         batch_size=settings.batch_size,
         encoder=settings.encoder,
+        query_encoder=settings.query_encoder,
         cache_dir=index_encoder_cache(settings.index),
         threads=settings.threads,
     )
@@ -166,7 +167,7 @@ class Engine:
         self.embedder = embedder
         self.index_dir = index_dir
         self._encode_query: QueryEncoder = (
-            BatchingEncoder(embedder.encode).encode_query if batch_queries else embedder.encode_query
+            BatchingEncoder(embedder.encode_queries).encode_query if batch_queries else embedder.encode_query
         )
         self._state = IndexState.of(snapshot, self._encode_query)
         self._write_lock = threading.Lock()

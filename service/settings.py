@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from indexer.encoders import DEFAULT_ENCODER, ENCODERS
+from indexer.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS
 
 ENV_PREFIX = "CITELINE_"
 
@@ -31,7 +31,13 @@ class Settings:
     log_level: str = _setting("INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).")
     encoder: str = _setting(
         DEFAULT_ENCODER,
-        "Query and indexing encoder: onnx (fp32), onnx-int8 or torch; torch is the fallback when onnx cannot run.",
+        "Encoder of passages (indexing, writes): onnx (fp32), onnx-int8 or torch; torch is the fallback when "
+        "onnx cannot run.",
+        choices=ENCODERS,
+    )
+    query_encoder: str = _setting(
+        DEFAULT_QUERY_ENCODER,
+        "Encoder of questions at search time, same choices: int8 answers sooner with the same retrieval quality.",
         choices=ENCODERS,
     )
     batch_queries: bool = _setting(

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from indexer.documents import Document, load_documents
 from indexer.embedding import Embedder
-from indexer.encoders import index_encoder_cache
+from indexer.encoders import DEFAULT_QUERY_ENCODER, index_encoder_cache
 from service.app import create_app
 from service.engine import Engine, index_sources
 from service.settings import Settings
@@ -37,8 +37,9 @@ def seed_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder(seed_index_dir: Path) -> Embedder:
-    # The default encoder; its ONNX export, made once per run, is cached where a server on the seed index finds it.
-    return Embedder(cache_dir=index_encoder_cache(seed_index_dir))
+    # The default encoders (fp32 passages, int8 questions); their ONNX exports, made once per run, are cached
+    # where a server on the seed index finds them.
+    return Embedder(query_encoder=DEFAULT_QUERY_ENCODER, cache_dir=index_encoder_cache(seed_index_dir))
 
 
 @pytest.fixture(scope="session")

@@ -103,8 +103,27 @@ def test_onnx_fp32_matches_torch_on_edge_texts(embedder: Embedder, torch_embedde
 
 
 def test_onnx_query_vector_is_the_batch_vector(embedder: Embedder):
-    batch = embedder.encode(["short", "how many US troops were sent to Syria", "a"])
+    batch = embedder.encode_queries(["short", "how many US troops were sent to Syria", "a"])
     np.testing.assert_allclose(embedder.encode_query("how many US troops were sent to Syria"), batch[1], atol=1e-5)
+
+
+def test_an_int8_vector_does_not_depend_on_the_texts_encoded_with_it(int8_embedder: Embedder):
+    question = "how many US troops were sent to Syria"
+    alone = int8_embedder.encode([question])[0]
+    for companions in (["a"], ["a much longer text about the offensive on Raqqa and the dam at Tabqa"] * 5):
+        batch = int8_embedder.encode([*companions, question])
+        np.testing.assert_allclose(batch[-1], alone, atol=1e-6)
+
+
+def test_questions_run_on_their_own_encoder_and_passages_stay_fp32(embedder: Embedder, seed_index_dir: Path):
+    """The served default: int8 questions, fp32 passages, one model (so one fingerprint, one index)."""
+    assert (embedder.encoder, embedder.query_encoder) == ("onnx", "onnx-int8")
+    questions = ["how many US troops were sent to Syria", "when did IS take control of raqqa", "who leads the SDF"]
+    fp32, int8 = embedder.encode(questions), embedder.encode_queries(questions)
+    assert not np.allclose(fp32, int8, atol=1e-4), "questions must not run on the passage encoder"
+    assert cosines(int8, fp32).min() > 0.98
+    same = Embedder(encoder="onnx", cache_dir=index_encoder_cache(seed_index_dir))
+    assert same.query_encoder == "onnx" and np.allclose(same.encode_queries(questions), fp32, atol=1e-5)
 
 
 def test_onnx_int8_stays_close_to_torch(

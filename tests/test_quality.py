@@ -17,7 +17,7 @@ HYBRID_HIT_AT_3 = 0.97
 def test_seed_questions_hybrid_quality(engine, embedder, capsys):
     dataset = load_qa(QUESTIONS)
     assert len(dataset.queries) >= 30
-    results = evaluate(engine.state.retriever, dataset, list(Mode), encode_queries=embedder.encode)
+    results = evaluate(engine.state.retriever, dataset, list(Mode), encode_queries=embedder.encode_queries)
     with capsys.disabled():
         print(f"\nseed questions (n={len(dataset.queries)}):")
         for mode, m in results.items():
