@@ -149,6 +149,14 @@ def term_coverage(sentence_ids: np.ndarray, query_ids: np.ndarray, query_weights
     return float(query_weights[np.isin(query_ids, sentence_ids)].sum()) / total
 
 
+def gather_segments(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segments `values[ptr[r]:ptr[r + 1]]` of `rows`, concatenated, and their lengths (CSR rows, vectorised)."""
+    starts = ptr[rows]
+    lengths = ptr[rows + 1] - starts
+    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return values[np.repeat(starts, lengths) + offsets], lengths
+
+
 def sentence_coverage(
     snapshot: Snapshot, sentence_rows: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray
 ) -> np.ndarray:
@@ -157,12 +165,8 @@ def sentence_coverage(
     total = float(query_weights.sum())
     if total <= 0 or len(sentence_rows) == 0:
         return coverage
-    ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
-    starts = ptr[sentence_rows]
-    lengths = ptr[sentence_rows + 1] - starts
+    terms, lengths = gather_segments(snapshot.sentence_term_ptr, snapshot.sentence_term_ids, sentence_rows)
     owner = np.repeat(np.arange(len(sentence_rows)), lengths)
-    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    terms = ids[np.repeat(starts, lengths) + offsets]
     slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
     hit = query_ids[slot] == terms
     pairs = np.unique(owner[hit] * (int(query_ids.max()) + 1) + terms[hit])  # each term counts once per sentence
@@ -193,17 +197,10 @@ def answer_sentence_scores(
     return scores
 
 
-def segment_max(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Max and argmax (within its segment) of consecutive segments of `values` with the given lengths (>= 1)."""
+def segment_max(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Max of each of the consecutive segments of `values` with the given lengths (each >= 1)."""
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-    maxima = np.maximum.reduceat(values, starts)
-    segment = np.repeat(np.arange(len(lengths)), lengths)
-    is_max = values == maxima[segment]
-    first_max = np.full(len(lengths), -1, dtype=np.int64)
-    positions = np.arange(len(values)) - starts[segment]
-    hits = np.flatnonzero(is_max)[::-1]
-    first_max[segment[hits]] = positions[hits]
-    return maxima, first_max
+    return np.maximum.reduceat(values, starts)
 
 
 class Retriever:
@@ -239,10 +236,8 @@ class Retriever:
         """Blended dense score of each passage row: its own cosine and its best sentence's."""
         snapshot = self.snapshot
         passage = snapshot.chunk_matrix[rows] @ vector
-        ptr = snapshot.chunk_sentence_ptr
-        lengths = ptr[rows + 1] - ptr[rows]
-        sentence_rows = np.concatenate([snapshot.chunk_sentence_rows[ptr[r] : ptr[r + 1]] for r in rows])
-        best, _ = segment_max(snapshot.sentence_matrix[sentence_rows] @ vector, lengths)
+        sentence_rows, lengths = gather_segments(snapshot.chunk_sentence_ptr, snapshot.chunk_sentence_rows, rows)
+        best = segment_max(snapshot.sentence_matrix[sentence_rows] @ vector, lengths)
         weight = self.config.sentence_weight
         return np.asarray((1 - weight) * passage + weight * best)
 
@@ -361,15 +356,13 @@ class Retriever:
         if not rows:
             return fused
         row_array = np.asarray(rows, dtype=np.int64)
-        ptr = snapshot.chunk_sentence_ptr
-        lengths = ptr[row_array + 1] - ptr[row_array]
-        sentence_rows = np.concatenate([snapshot.chunk_sentence_rows[ptr[r] : ptr[r + 1]] for r in row_array])
+        sentence_rows, lengths = gather_segments(snapshot.chunk_sentence_ptr, snapshot.chunk_sentence_rows, row_array)
         scores = sentence_coverage(snapshot, sentence_rows, query_ids, query_weights)
         kind = answer_kind(query) if config.rerank_cue else None
         if kind is not None:
             texts = self._sentence_texts(sentence_rows)
             scores = scores + config.rerank_cue * np.array([has_answer_kind(t, kind) for t in texts], dtype=np.float64)
-        best, _ = segment_max(scores, np.maximum(lengths, 1))
+        best = segment_max(scores, np.maximum(lengths, 1))
         reranked = dict(fused)
         for row, bonus in zip(rows, best.tolist(), strict=True):
             reranked[row] = fused[row] + config.answer_rerank * bonus
