@@ -43,9 +43,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def encoders_available() -> list[str]:
-    """The query encoders this build offers (the `encoder` setting), torch alone when there is none."""
+    """The question encoders this build offers (the `query_encoder` setting), torch alone when there is none."""
     names = {f.name for f in fields(Settings)}
-    if "encoder" not in names:
+    if "query_encoder" not in names:
         return []
     return ["torch", "onnx", "onnx-int8"]
 
@@ -69,7 +69,8 @@ def main() -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     began = time.perf_counter()
-    embedder = Embedder()
+    defaults = Settings()
+    embedder = Embedder(encoder=defaults.encoder, query_encoder=defaults.query_encoder)  # as `citeline serve`
 
     logger.info("indexing the seeds and SQuAD dev from scratch")
     seeds_index, squad_index = work / "seeds-index", work / "squad-index"
@@ -123,7 +124,7 @@ def main() -> int:
     encoders = encoders_available()
     http: dict[str, object] = {}
     for encoder in encoders or ["default"]:
-        env = {"CITELINE_ENCODER": encoder} if encoder != "default" else {}
+        env = {"CITELINE_QUERY_ENCODER": encoder} if encoder != "default" else {}
         with citeline_server(seeds_index, env) as base:
             by_mode = {
                 mode: asdict(latency.http_load(base, "/search", params(questions, mode), [1], per_client * 5)[1])
@@ -132,7 +133,7 @@ def main() -> int:
             levels_result = latency.http_load(base, "/search", params(questions, "hybrid"), levels, per_client)
         http[encoder] = {"modes": by_mode, "levels": {c: asdict(s) for c, s in levels_result.items()}}
     results["http"] = http
-    results["default_encoder"] = Settings().encoder if encoders else "default"
+    results["default_encoder"] = Settings().query_encoder if encoders else "default"
     # The same default server without micro-batching: what batching questions buys under concurrency.
     with citeline_server(seeds_index, {"CITELINE_BATCH_QUERIES": "false"}) as base:
         unbatched = latency.http_load(base, "/search", params(questions, "hybrid"), levels, per_client)
