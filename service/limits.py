@@ -61,15 +61,16 @@ class BodySizeLimit:
 class RequestTimeout:
     """ASGI middleware: a request still running after `seconds` is answered 503 with Retry-After.
 
-    The endpoints run in worker threads, which cannot be interrupted: the work goes on in the background
-    and its late response is dropped. A search just finishes unseen; a write that had started may still be
-    applied (one still waiting for its turn gives up, see `Engine`), which the message says.
+    The endpoints run in worker threads, which cannot be interrupted: the work goes on and its late
+    response is dropped. A search just finishes unseen; a write that had started may still be applied
+    (one still waiting for its turn gives up, see `Engine`), which the message says. A timer on the loop
+    sends the 503, so a request that finishes in time costs no extra task.
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app
         self.seconds = seconds
-        self._orphans: set[asyncio.Task[None]] = set()
+        self._answering: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.seconds <= 0 or scope["path"] in UNTIMED_PATHS:
@@ -86,21 +87,25 @@ class RequestTimeout:
                 started = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        done, _ = await asyncio.wait({task}, timeout=self.seconds)
-        if task in done or started:  # finished, or already streaming its response: let it end
-            await task
-            return
-        answered = True
-        self._orphans.add(task)
-        task.add_done_callback(self._forget)
-        write = scope["method"] in ("POST", "PUT", "DELETE") and scope["path"].startswith("/documents")
-        detail = f"the request took longer than {self.seconds:g} s (CITELINE_REQUEST_TIMEOUT_SECONDS); try again"
-        if write:
-            detail += ": the write had started and may still be applied, check with GET /documents/{doc_id}"
-        await send_json(send, 503, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        def time_out() -> None:
+            nonlocal answered
+            if started:  # already streaming its response: let it end
+                return
+            answered = True
+            write = scope["method"] in ("POST", "PUT", "DELETE") and scope["path"].startswith("/documents")
+            detail = f"the request took longer than {self.seconds:g} s (CITELINE_REQUEST_TIMEOUT_SECONDS); try again"
+            if write:
+                detail += ": the write had started and may still be applied, check with GET /documents/{doc_id}"
+            task = asyncio.ensure_future(send_json(send, 503, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)}))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._orphans.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("a request answered 503 after its timeout failed later", exc_info=task.exception())
+        timer = asyncio.get_running_loop().call_later(self.seconds, time_out)
+        try:
+            await self.app(scope, receive, guarded_send)
+        except Exception:
+            if not answered:
+                raise
+            logger.error("a request answered 503 after its timeout failed later", exc_info=True)
+        finally:
+            timer.cancel()
