@@ -34,8 +34,8 @@ def bare_floor(snapshot: Snapshot, model: str, questions: Sequence[str], repeats
 def http_load(
     base_url: str, path: str, params: Sequence[dict[str, str | int]], levels: Sequence[int], requests_per_client: int
 ) -> dict[int, LatencySummary]:
-    """Latency summary at each concurrency level (requests scale with the clients, bounded)."""
+    """Latency summary at each concurrency level (requests scale with the clients, 500 to 2000)."""
     return {
-        clients: load(f"{base_url}{path}", params, clients, max(100, min(2000, requests_per_client * clients)))
+        clients: load(f"{base_url}{path}", params, clients, max(500, min(2000, requests_per_client * clients)))
         for clients in levels
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,7 +35,7 @@ class RetrievalConfig:
     highlight_term_weight: float = 0.3  # answering sentence: weight of question-term coverage
     cue_bonus: float = 0.05  # answering sentence: bonus for holding the kind of answer asked for
     answer_rerank: float = 0.3  # hybrid second stage: weight of the best sentence's answer score
-    rerank_cue: float = 0.0  # ... and of its answer-kind cue within that score
+    rerank_cue: float = 0.2  # ... and of its answer-kind cue within that score
     rerank_depth: int = 30  # ... over this many of the best fused passages
 
 
@@ -84,6 +85,16 @@ def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     part = np.argpartition(-scores, n - 1)[:n]
     return part[np.lexsort((part, -scores[part]))]
+
+
+def rank_order(scores: dict[int, float]) -> list[int]:
+    """The keys of `scores`, best score first, ties by ascending key (`sorted` by (-score, key), vectorised)."""
+    if not scores:
+        return []
+    keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+    values = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    ordered: list[int] = keys[np.lexsort((keys, -values))].tolist()
+    return ordered
 
 
 def top_allowed(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.ndarray:
@@ -177,10 +188,9 @@ def sentence_coverage(
 
 
 def answer_sentence_scores(
-    sentences: Sequence[str],
     similarities: np.ndarray | None,
     coverage: np.ndarray,
-    kind: AnswerKind | None,
+    holds_kind: np.ndarray | None,
     term_weight: float = RetrievalConfig.highlight_term_weight,
     cue_bonus: float = RetrievalConfig.cue_bonus,
 ) -> np.ndarray:
@@ -188,13 +198,43 @@ def answer_sentence_scores(
 
     The cosine alone picks the sentence that restates the question; the answer is often the next one
     ("Speaking to NBC News, Carter said ..."), which shares the rarer question terms or holds the
-    kind of thing asked for.
+    kind of thing asked for (`holds_kind`: per sentence, None when the question asks for no kind).
     """
-    scores = np.zeros(len(sentences)) if similarities is None else similarities.astype(np.float64)
+    scores = np.zeros(len(coverage)) if similarities is None else similarities.astype(np.float64)
     scores = scores + term_weight * coverage
-    if kind is not None and cue_bonus:
-        scores += cue_bonus * np.array([has_answer_kind(sentence, kind) for sentence in sentences], dtype=np.float64)
+    if holds_kind is not None and cue_bonus:
+        scores += cue_bonus * holds_kind.astype(np.float64)
     return scores
+
+
+class SentenceKinds:
+    """Whether each sentence of a snapshot holds each kind of answer, found on first need and then kept.
+
+    The regular expressions of `has_answer_kind` cost ~2 us a sentence; the second stage asks about some
+    hundred sentences per question, often the same ones. One byte per sentence and kind (0 unknown, 1 no,
+    2 yes), one array per kind: threads that race fill in the same values.
+    """
+
+    def __init__(self, count: int, texts: Callable[[np.ndarray], list[str]]) -> None:
+        self._count = count
+        self._texts = texts
+        self._flags: dict[AnswerKind, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def holds(self, sentence_rows: np.ndarray, kind: AnswerKind) -> np.ndarray:
+        """For each of `sentence_rows`, whether it holds an answer of `kind`."""
+        flags = self._flags.get(kind)
+        if flags is None:
+            with self._lock:
+                flags = self._flags.setdefault(kind, np.zeros(self._count, dtype=np.uint8))
+        values = flags[sentence_rows]
+        unknown = np.flatnonzero(values == 0)
+        if len(unknown):
+            rows = sentence_rows[unknown]
+            found = [has_answer_kind(text, kind) for text in self._texts(rows)]
+            values[unknown] = np.where(found, 2, 1)
+            flags[rows] = values[unknown]
+        return np.asarray(values == 2)
 
 
 def segment_max(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -215,11 +255,14 @@ class Retriever:
         self.snapshot = snapshot
         self._encode_query = encode_query
         self.config = config or RetrievalConfig()
+        self._kinds = SentenceKinds(len(snapshot.sentence_starts), self._sentence_texts)
 
     def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
         """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
         snapshot = self.snapshot
         query = vector.reshape(1, -1).astype(np.float32)
+        if allowed is None and depth >= snapshot.num_chunks:
+            return np.arange(snapshot.num_chunks)  # every passage is a candidate: no search needed
         if allowed is None:
             _, passage_rows = snapshot.dense.search(query, depth)
             _, sentence_rows = snapshot.sentence_dense.search(query, min(depth, snapshot.sentence_dense.ntotal))
@@ -297,10 +340,10 @@ class Retriever:
             )
         query_ids = np.unique(np.asarray(query_token_ids, dtype=np.int64))
         query_weights = lexical.idf_of_ids(query_ids.tolist())
-        ordered = sorted(fused, key=lambda row: (-fused[row], row))
+        ordered = rank_order(fused)
         if mode == Mode.hybrid and config.answer_rerank > 0:
             fused = self._answer_rerank(query, ordered[: config.rerank_depth], fused, query_ids, query_weights)
-            ordered = sorted(fused, key=lambda row: (-fused[row], row))
+            ordered = rank_order(fused)
         chosen, folded = self._distinct(ordered, k)
         clock.lap("fuse")
         if vector is not None and mode == Mode.bm25 and chosen:
@@ -360,8 +403,7 @@ class Retriever:
         scores = sentence_coverage(snapshot, sentence_rows, query_ids, query_weights)
         kind = answer_kind(query) if config.rerank_cue else None
         if kind is not None:
-            texts = self._sentence_texts(sentence_rows)
-            scores = scores + config.rerank_cue * np.array([has_answer_kind(t, kind) for t in texts], dtype=np.float64)
+            scores = scores + config.rerank_cue * self._kinds.holds(sentence_rows, kind)
         best = segment_max(scores, np.maximum(lengths, 1))
         reranked = dict(fused)
         for row, bonus in zip(rows, best.tolist(), strict=True):
@@ -385,11 +427,11 @@ class Retriever:
         sentence_rows = np.concatenate(per_row)
         similarities = snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None else None
         coverage = sentence_coverage(snapshot, sentence_rows, query_ids, query_weights)
+        kind = answer_kind(query) if config.cue_bonus else None
         scores = answer_sentence_scores(
-            self._sentence_texts(sentence_rows),
             similarities,
             coverage,
-            answer_kind(query),
+            self._kinds.holds(sentence_rows, kind) if kind is not None else None,
             config.highlight_term_weight,
             config.cue_bonus,
         )

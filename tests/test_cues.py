@@ -76,13 +76,17 @@ def test_answer_sentence_scores_add_coverage_and_cue_to_the_cosine():
     question = "how many troops did Carter send"
     sentences = ["Carter spoke about the offensive.", "Carter will send 200 troops."]
     coverage = np.array([0.4, 0.9])
-    scores = answer_sentence_scores(sentences, np.array([0.5, 0.5]), coverage, answer_kind(question))
+    kind = answer_kind(question)
+    assert kind is not None
+    holds = np.array([has_answer_kind(sentence, kind) for sentence in sentences])
+    assert holds.tolist() == [False, True]
+    scores = answer_sentence_scores(np.array([0.5, 0.5]), coverage, holds)
     assert scores.tolist() == pytest.approx(
         [0.5 + HIGHLIGHT_TERM_WEIGHT * 0.4, 0.5 + HIGHLIGHT_TERM_WEIGHT * 0.9 + CUE_BONUS]
     )
-    without_cue = answer_sentence_scores(sentences, np.array([0.5, 0.5]), coverage, None, cue_bonus=CUE_BONUS)
+    without_cue = answer_sentence_scores(np.array([0.5, 0.5]), coverage, None, cue_bonus=CUE_BONUS)
     assert without_cue[1] - without_cue[0] == pytest.approx(HIGHLIGHT_TERM_WEIGHT * 0.5)
-    no_vector = answer_sentence_scores(sentences, None, coverage, None)
+    no_vector = answer_sentence_scores(None, coverage, None)
     assert no_vector[1] > no_vector[0] > 0
 
 
@@ -94,6 +98,24 @@ def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
         text = document.text[snapshot.sentence_starts[row] : snapshot.sentence_ends[row]]
         stored = snapshot.sentence_term_ids[snapshot.sentence_term_ptr[row] : snapshot.sentence_term_ptr[row + 1]]
         assert stored.tolist() == lexical.token_ids_batch([" ".join(text.split())])[0]
+
+
+def test_sentence_kinds_are_found_once_and_agree_with_has_answer_kind():
+    from service.retrieval import SentenceKinds
+
+    texts = ["Raqqa fell in 2013.", "The city is large.", "About 200 troops came.", "Carter spoke."]
+    asked: list[list[int]] = []
+
+    def lookup(rows: np.ndarray) -> list[str]:
+        asked.append(rows.tolist())
+        return [texts[r] for r in rows.tolist()]
+
+    kinds = SentenceKinds(len(texts), lookup)
+    for rows in ([0, 1], [1, 2, 3, 0], [3, 2]):
+        for kind in (AnswerKind.time, AnswerKind.number):
+            expected = [has_answer_kind(texts[r], kind) for r in rows]
+            assert kinds.holds(np.array(rows), kind).tolist() == expected
+    assert sorted(r for call in asked for r in call) == sorted([0, 1, 2, 3] * 2), "each sentence once per kind"
 
 
 def test_acronyms_that_lowercase_into_stopwords_stay_terms():

@@ -13,6 +13,7 @@ from service.retrieval import (
     gather_segments,
     min_max,
     overlap_fraction,
+    rank_order,
     rrf_fusion,
     segment_max,
     top_allowed,
@@ -48,6 +49,11 @@ def test_top_indices_is_best_first_and_stable_for_ties():
     assert top_indices(scores, 0).tolist() == []
     allowed = np.array([True, False, True, False, True])
     assert top_allowed(scores, 2, allowed).tolist() == [2, 0]
+
+
+@given(st.dictionaries(st.integers(0, 10**6), st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0, 3.5])))
+def test_rank_order_is_best_first_with_ties_by_row(scores: dict[int, float]):
+    assert rank_order(scores) == sorted(scores, key=lambda row: (-scores[row], row))
 
 
 @given(st.lists(st.lists(st.integers(-50, 50), min_size=1, max_size=6), min_size=1, max_size=8), st.data())
