@@ -16,7 +16,14 @@ from indexer.documents import Document
 from indexer.embedding import Embedder
 from indexer.lexical import BM25Config, LexicalIndex
 from indexer.sentences import normalize_whitespace, sentence_spans
-from indexer.snapshot import IndexContent, Snapshot, SnapshotError, load_snapshot, write_snapshot
+from indexer.snapshot import (
+    IndexContent,
+    Snapshot,
+    SnapshotError,
+    load_snapshot,
+    prune_snapshots,
+    write_snapshot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +174,7 @@ def build_index(
     unchanged = list(documents) == (previous.documents if previous else None)
     if previous is not None and reused_documents == len(parts) and unchanged and previous.manifest.bm25 == bm25:
         logger.info("index is up to date: nothing to embed or remove")
+        prune_snapshots(index_dir)  # still clear what writers killed mid-write left behind
         return BuildReport(
             previous.path, len(documents), previous.num_chunks, 0, reused_documents, 0, time.perf_counter() - started
         )

@@ -60,8 +60,11 @@ def test_reindexing_embeds_only_what_changed(tmp_path: Path, embedder, small_doc
     first = build_index(small_docs, index, embedder, show_progress=False)
     assert first.embedded_chunks == first.chunks > 0
 
+    abandoned = first.snapshot.parent / ".tmp-left-by-a-killed-writer"
+    abandoned.mkdir()
     unchanged = build_index(small_docs, index, embedder, show_progress=False)
     assert unchanged.embedded_chunks == 0 and unchanged.snapshot == first.snapshot  # nothing rewritten
+    assert not abandoned.exists(), "an up-to-date run still clears what killed writers left"
 
     edited = replace(small_docs[1], text=small_docs[1].text + "\n\nA new closing sentence about Raqqa.")
     changed = build_index([small_docs[0], edited], index, embedder, show_progress=False)
