@@ -56,7 +56,8 @@ _QUESTION_KINDS: list[tuple[AnswerKind, re.Pattern[str]]] = [
     (AnswerKind.name, re.compile(r"^\W*(?:which|what) \w+|\bname of\b")),
 ]
 
-_HAS_NUMBER = re.compile(rf"\d|\b{_NUMBER_WORDS}\b", re.IGNORECASE)
+# A count or amount: digits that are not a bare year ("how many" is not answered by "in 2013"), or a number word.
+_HAS_NUMBER = re.compile(rf"\b(?!(?:1[5-9]\d{{2}}|20\d{{2}})\b)\d|\b{_NUMBER_WORDS}\b", re.IGNORECASE)
 _HAS_TIME = re.compile(
     rf"\b(?:1\d{{3}}|20\d{{2}})\b|\b{_MONTHS}\b\.?|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|"
     r"\b(?:days?|weeks?|months?|years?|decades?|centur(?:y|ies))\b|\b(?:ago|since|until|yesterday|today|tomorrow)\b",

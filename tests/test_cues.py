@@ -42,6 +42,8 @@ def test_answer_kind_of_questions(question: str, kind: AnswerKind | None):
         ("The US will send 200 more troops.", AnswerKind.number, True),
         ("Several hundred fighters remain.", AnswerKind.number, True),
         ("The fighters remain in the city.", AnswerKind.number, False),
+        ("Raqqa was captured by Islamic State in 2013.", AnswerKind.number, False),  # a year is no count
+        ("In 2016 about 3,000 to 5,000 fighters held it.", AnswerKind.number, True),
         ("Raqqa was captured in 2013.", AnswerKind.time, True),
         ("It starts in the next few weeks.", AnswerKind.time, True),
         ("It was captured by force.", AnswerKind.time, False),
