@@ -33,10 +33,11 @@ class RetrievalConfig:
     duplicate_overlap: float = 0.5  # a passage sharing more than this with a better one of its document is dropped
     copy_similarity: float = 0.8  # word-set Jaccard at which another document's passage is a copy (> 1: off)
     highlight_term_weight: float = 0.3  # answering sentence: weight of question-term coverage
-    cue_bonus: float = 0.05  # answering sentence: bonus for holding the kind of answer asked for
+    cue_bonus: float = 0.1  # answering sentence: bonus for holding the kind of answer asked for
     answer_rerank: float = 0.3  # hybrid second stage: weight of the best sentence's answer score
-    rerank_cue: float = 0.2  # ... and of its answer-kind cue within that score
+    rerank_cue: float = 0.25  # ... and of its answer-kind cue within that score
     rerank_depth: int = 30  # ... over this many of the best fused passages
+    skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
 
 
 class Mode(StrEnum):
@@ -312,7 +313,7 @@ class Retriever:
         config = self.config
         depth = min(snapshot.num_chunks, max(config.min_candidates, 4 * k))
         lexical = snapshot.lexical
-        query_token_ids = lexical.query_token_ids(query)
+        query_token_ids = lexical.query_token_ids(query, config.skip_question_words)
         bm25_all = lexical.scores(query_token_ids)
         bm25_top = top_allowed(bm25_all, depth, allowed)
         clock.lap("bm25")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.lexical import BM25Config, LexicalIndex, mark_acronyms
+from indexer.lexical import QUESTION_WORDS, BM25Config, LexicalIndex, mark_acronyms
 from service.cues import AnswerKind, answer_kind, has_answer_kind
 from service.retrieval import RetrievalConfig, answer_sentence_scores, term_coverage
 
@@ -128,6 +128,21 @@ def test_acronyms_that_lowercase_into_stopwords_stay_terms():
     assert scores[0] > scores[1]
     legacy = LexicalIndex.build(["IS fighters held Raqqa.", "The dam is held."], BM25Config(keep_acronyms=False))
     assert "is_acr" not in legacy.terms("IS fighters")
+
+
+def test_question_words_are_left_out_of_queries_but_kept_in_the_index():
+    passages = ["The operation would kick off when it did.", "Islamic State captured Raqqa in 2013.", "Troops left."]
+    index = LexicalIndex.build(passages, BM25Config())
+    question = "When did Islamic State capture the city"
+    vocabulary_ids = set(index.query_token_ids(question, skip_question_words=False))
+    kept = index.query_token_ids(question)
+    assert set(kept) < vocabulary_ids, "'when' and 'did' are indexed words, dropped from the query"
+    assert set(index.query_token_ids("when did it")) == set(), "nothing but question words: no terms"
+    with_question_words = index.scores(sorted(vocabulary_ids))
+    assert with_question_words[0] > 0, "the passage matched only on 'when did'"
+    scores = index.scores(kept)
+    assert scores[0] == 0 and scores[1] > 0
+    assert index.terms("Who did what, and how?", QUESTION_WORDS) == []
 
 
 def test_vectorised_coverage_equals_the_per_sentence_definition(engine):
