@@ -16,9 +16,10 @@ from pathlib import Path
 from bench import indexing, latency, peer, quality, writes
 from bench.common import ROOT, LatencySummary, citeline_server
 from bench.report import write_report
+from indexer.documents import load_documents
 from indexer.embedding import Embedder
 from indexer.snapshot import load_snapshot
-from service.engine import Engine
+from service.engine import Engine, chunker_config
 from service.evaluation import load_dataset
 from service.settings import Settings
 
@@ -99,6 +100,21 @@ def main() -> int:
         ),
     }
     results["ablation_queries"] = min(args.ablation_sample or 10**9, len(halves["heldout"].queries))
+    logger.info("quality: index-time ablations (an index per variant)")
+    chunker = chunker_config(defaults, embedder)
+    squad_corpus = args.squad / "corpus.jsonl"
+    results["index_ablations"] = {
+        "seeds": quality.run_index_ablations(
+            load_documents([ROOT / "seeds"]), chunker, embedder, seeds, work / "ablations-seeds"
+        ),
+        "squad-heldout": quality.run_index_ablations(
+            quality.heldout_documents(load_documents([squad_corpus]), squad_corpus),
+            chunker,
+            embedder,
+            quality.sample(halves["heldout"], args.ablation_sample),
+            work / "ablations-squad",
+        ),
+    }
 
     logger.info("peer: txtai over the same passages")
     txtai_seeds, txtai_squad = work / "txtai-seeds", work / "txtai-squad"

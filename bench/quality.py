@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from indexer.build import build_index
+from indexer.chunking import ChunkerConfig
+from indexer.documents import Document
 from indexer.embedding import Embedder
+from indexer.lexical import BM25Config
+from indexer.snapshot import load_snapshot
 from service.engine import Engine
-from service.evaluation import Dataset, corpus_groups, evaluate, load_dataset, split_half
+from service.evaluation import Dataset, corpus_groups, evaluate, half_of, load_dataset, split_half
 from service.retrieval import Mode, RetrievalConfig, Retriever
 
 MODES = list(Mode)
@@ -25,8 +31,54 @@ ABLATIONS: dict[str, RetrievalConfig] = {
     "dense: passage cosine only (no best sentence)": RetrievalConfig(sentence_weight=0.0),
     "highlight: cosine only (no term coverage, no cue)": RetrievalConfig(highlight_term_weight=0.0, cue_bonus=0.0),
     "highlight: no question-type cue": RetrievalConfig(cue_bonus=0.0),
+    "BM25 and term coverage keep question words (what, when, did ...)": RetrievalConfig(skip_question_words=False),
     "no near-duplicate collapse": RetrievalConfig(duplicate_overlap=1.01, copy_similarity=1.01),
 }
+
+
+# Levers fixed when the index is built: each variant is a whole index of its own.
+INDEX_ABLATIONS: dict[str, tuple[dict[str, object], BM25Config]] = {
+    "passages of 64 tokens instead of 96": ({"chunk_tokens": 64}, BM25Config()),
+    "passages of 128 tokens instead of 96": ({"chunk_tokens": 128}, BM25Config()),
+    "no sentence overlap between passages": ({"overlap_sentences": 0}, BM25Config()),
+    "passages embedded without their title line": ({"embed_title": False}, BM25Config()),
+    "BM25 without stemming": ({}, BM25Config(stemmer="")),
+    "BM25 k1 1.2 (Lucene's default) instead of 0.9": ({}, BM25Config(k1=1.2)),
+    "BM25 k1 0.5 instead of 0.9": ({}, BM25Config(k1=0.5)),
+}
+
+
+def run_index_ablations(
+    documents: Sequence[Document], chunker: ChunkerConfig, embedder: Embedder, dataset: Dataset, work: Path
+) -> dict[str, dict[str, float]]:
+    """Hybrid metrics over `dataset` of an index of `documents` built with each index-time lever changed.
+
+    The first row is the default build of the same documents, so every row compares like with like.
+    A variant that keeps the chunker (BM25 settings) starts from a copy of the default and re-embeds nothing.
+    """
+    texts = [q.text for q in dataset.queries]
+    vectors = embedder.encode_queries(texts)
+    default_dir = work / "default"
+    variants: dict[str, tuple[ChunkerConfig, BM25Config]] = {"default (all levers on)": (chunker, BM25Config())}
+    variants.update({name: (replace(chunker, **changes), bm25) for name, (changes, bm25) in INDEX_ABLATIONS.items()})  # type: ignore[arg-type]
+    results = {}
+    for position, (name, (variant_chunker, bm25)) in enumerate(variants.items()):
+        index = default_dir if position == 0 else work / f"variant-{position}"
+        shutil.rmtree(index, ignore_errors=True)
+        if variant_chunker == chunker and position:
+            shutil.copytree(default_dir, index)
+        build_index(documents, index, embedder, variant_chunker, bm25, show_progress=False)
+        retriever = Retriever(load_snapshot(index), embedder.encode_query, RetrievalConfig())
+        results[name] = evaluate(retriever, dataset, [Mode.hybrid], encode_queries=lambda _texts: vectors)["hybrid"]
+        if position:
+            shutil.rmtree(index, ignore_errors=True)
+    return results
+
+
+def heldout_documents(documents: Sequence[Document], corpus: Path) -> list[Document]:
+    """The documents of the held-out half's articles: a corpus the held-out questions are judged against."""
+    groups = corpus_groups(corpus)
+    return [d for d in documents if half_of(groups.get(d.doc_id, d.doc_id)) == "heldout"]
 
 
 def squad_halves(folder: Path) -> dict[str, Dataset]:

@@ -36,9 +36,9 @@ def _quality_table(results: dict[str, Any]) -> str:
     return _table(["dataset", "mode", *QUALITY_COLUMNS], rows)
 
 
-def _ablation_table(results: dict[str, Any]) -> str:
+def _ablation_table(results: dict[str, Any], key: str = "ablations") -> str:
     rows = []
-    for dataset, by_lever in results["ablations"].items():
+    for dataset, by_lever in results[key].items():
         for lever, metrics in by_lever.items():
             rows.append(
                 [
@@ -48,6 +48,21 @@ def _ablation_table(results: dict[str, Any]) -> str:
                 ]
             )
     return _table(["dataset", "setting (hybrid)", "ndcg@10", "recall@1", "recall@5", "mrr@10", "highlight@1"], rows)
+
+
+def _index_ablation_section(results: dict[str, Any]) -> list[str]:
+    if "index_ablations" not in results:
+        return []
+    return [
+        "### Index-time ablations (each lever set when the index is built, changed one at a time; hybrid mode)",
+        "",
+        "Each row is an index of its own. SQuAD: an index of the held-out articles only (so its figures are "
+        "higher than the full-corpus rows above; compare rows with the first one of the same dataset), the same "
+        f"{results['ablation_queries']} held-out questions; seeds: all.",
+        "",
+        _ablation_table(results, "index_ablations"),
+        "",
+    ]
 
 
 def _latency_rows(name: str, levels: dict[str, Any]) -> list[list[str]]:
@@ -187,6 +202,7 @@ def write_report(results: dict[str, Any], report: Path, command: str) -> None:
         "",
         _ablation_table(results),
         "",
+        *_index_ablation_section(results),
         "## 2. Latency",
         "",
         "`citeline serve` on the seed index (passages embedded by `onnx` fp32; the encoder named is the one that "

@@ -95,13 +95,15 @@ def _reuse(document: Document, previous: Snapshot, chunk_rows: list[int], senten
     )
 
 
-def _embed_missing(parts: list[_DocumentParts], embedder: Embedder, show_progress: bool) -> int:
+def _embed_missing(parts: list[_DocumentParts], embedder: Embedder, embed_title: bool, show_progress: bool) -> int:
     """Embed the chunks (title line + passage) and sentences of parts that have no vectors yet."""
     todo = [p for p in parts if p.chunk_vectors is None]
     if not todo:
         return 0
     passages = [p.document.text[c.start : c.end] for p in todo for c in p.chunks]
-    titles = [clip_title(p.document.title, embedder.token_counter) for p in todo for _ in p.chunks]
+    titles = [
+        clip_title(p.document.title, embedder.token_counter) if embed_title else None for p in todo for _ in p.chunks
+    ]
     sentences = [normalize_whitespace(p.document.text[s.start : s.end]) for p in todo for s in p.sentences]
     logger.info("embedding %d chunks and %d sentences", len(passages), len(sentences))
     chunk_vectors = embedder.encode(
@@ -179,7 +181,7 @@ def build_index(
             previous.path, len(documents), previous.num_chunks, 0, reused_documents, 0, time.perf_counter() - started
         )
 
-    embedded = _embed_missing(parts, embedder, show_progress)
+    embedded = _embed_missing(parts, embedder, chunker.embed_title, show_progress)
     content = _assemble(parts, embedder.info.dimension)
     # BM25 sees the passage alone: a title repeated in every chunk of a document would skew its term statistics.
     by_id = {d.doc_id: d for d in documents}

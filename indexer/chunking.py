@@ -34,6 +34,7 @@ class ChunkerConfig:
     overlap_sentences: int = 1
     token_limit: int = 254
     skip_boilerplate: bool = True
+    embed_title: bool = True  # embed the title line with each passage (never part of what is cited)
 
     def __post_init__(self) -> None:
         if self.token_limit < 8:
@@ -149,7 +150,7 @@ def _pack(
 def chunk_document(document: Document, counter: TokenCounter, config: ChunkerConfig) -> list[Chunk]:
     """Chunks of one document in order; each fits `config.token_limit` together with the title line."""
     text = document.text
-    title = clip_title(document.title, counter)
+    title = clip_title(document.title, counter) if config.embed_title else None
     title_tokens = counter.count([title])[0] if title else 0
     budget = max(1, config.token_limit - title_tokens)
     target = max(1, min(config.chunk_tokens - title_tokens, budget))

@@ -86,6 +86,7 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
         chunk_tokens=min(settings.chunk_tokens, embedder.token_limit),
         overlap_sentences=settings.overlap_sentences,
         token_limit=embedder.token_limit,
+        embed_title=settings.embed_title,
     )
 
 

@@ -149,14 +149,17 @@ def split_half(dataset: Dataset, half: str, group_of: dict[str, str] | None = No
     """
     if half not in HALVES:
         raise DatasetError(f"half must be one of {', '.join(HALVES)}, not {half!r}")
-    wanted = HALVES.index(half)
 
-    def side(query: Query) -> int:
+    def side(query: Query) -> str:
         doc_id = min(query.relevant)
-        group = (group_of or {}).get(doc_id, doc_id)
-        return zlib.crc32(group.encode("utf-8")) % 2
+        return half_of((group_of or {}).get(doc_id, doc_id))
 
-    return replace(dataset, name=f"{dataset.name}[{half}]", queries=[q for q in dataset.queries if side(q) == wanted])
+    return replace(dataset, name=f"{dataset.name}[{half}]", queries=[q for q in dataset.queries if side(q) == half])
+
+
+def half_of(group: str) -> str:
+    """The half ("dev" or "heldout") that a group of documents (a SQuAD article) falls in, by a stable hash."""
+    return HALVES[zlib.crc32(group.encode("utf-8")) % 2]
 
 
 def corpus_groups(corpus: Path) -> dict[str, str]:

@@ -27,6 +27,7 @@ class Settings:
     port: int = _setting(8000, "Port `serve` listens on.")
     chunk_tokens: int = _setting(96, "Target passage size in tokens, title included; capped by the model limit.")
     overlap_sentences: int = _setting(1, "Sentences repeated between consecutive passages of a document.")
+    embed_title: bool = _setting(True, "Embed each passage with its document's title line (never part of a citation).")
     batch_size: int = _setting(64, "Encoding batch size when indexing.")
     log_level: str = _setting("INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).")
     encoder: str = _setting(

@@ -142,3 +142,16 @@ def test_chunker_config_rejects_nonsense():
         ChunkerConfig(chunk_tokens=500, token_limit=254)
     with pytest.raises(ValueError, match="overlap_sentences"):
         ChunkerConfig(overlap_sentences=-1)
+
+
+def test_without_the_title_line_passages_get_its_token_budget(embedder, seed_documents):
+    doc = next(d for d in seed_documents if d.title)
+    counter = embedder.token_counter
+    titled = ChunkerConfig(chunk_tokens=64, overlap_sentences=0, token_limit=embedder.token_limit)
+    untitled = ChunkerConfig(chunk_tokens=64, overlap_sentences=0, token_limit=embedder.token_limit, embed_title=False)
+    with_title, without_title = chunk_document(doc, counter, titled), chunk_document(doc, counter, untitled)
+    title_tokens = counter.count([clip_title(doc.title, counter) or ""])[0]
+    assert title_tokens > 0
+    assert len(without_title) < len(with_title), "the title's tokens go to the passages: fewer, longer chunks"
+    for chunk in without_title:
+        assert counter.count([embedding_text(None, doc.text[chunk.start : chunk.end])])[0] <= untitled.token_limit
