@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from indexer.build import build_index
 from indexer.chunking import ChunkerConfig
@@ -37,7 +38,7 @@ ABLATIONS: dict[str, RetrievalConfig] = {
 
 
 # Levers fixed when the index is built: each variant is a whole index of its own.
-INDEX_ABLATIONS: dict[str, tuple[dict[str, object], BM25Config]] = {
+INDEX_ABLATIONS: dict[str, tuple[dict[str, Any], BM25Config]] = {
     "passages of 64 tokens instead of 96": ({"chunk_tokens": 64}, BM25Config()),
     "passages of 128 tokens instead of 96": ({"chunk_tokens": 128}, BM25Config()),
     "no sentence overlap between passages": ({"overlap_sentences": 0}, BM25Config()),
@@ -60,7 +61,7 @@ def run_index_ablations(
     vectors = embedder.encode_queries(texts)
     default_dir = work / "default"
     variants: dict[str, tuple[ChunkerConfig, BM25Config]] = {"default (all levers on)": (chunker, BM25Config())}
-    variants.update({name: (replace(chunker, **changes), bm25) for name, (changes, bm25) in INDEX_ABLATIONS.items()})  # type: ignore[arg-type]
+    variants.update({name: (replace(chunker, **changes), bm25) for name, (changes, bm25) in INDEX_ABLATIONS.items()})
     results = {}
     for position, (name, (variant_chunker, bm25)) in enumerate(variants.items()):
         index = default_dir if position == 0 else work / f"variant-{position}"
