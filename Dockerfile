@@ -10,7 +10,8 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_COMPILE=1 \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    CITELINE_ENCODER_CACHE=/app/encoders
 SHELL ["/bin/sh", "-eu", "-c"]
 WORKDIR /src
 RUN python3 -m venv /opt/citeline
@@ -32,8 +33,10 @@ COPY indexer ./indexer
 COPY service ./service
 RUN pip-install . && find /opt/citeline -depth -type d -name __pycache__ -exec rm -rf {} +
 COPY seeds /app/seeds
-# The seeds' index, built now so a container serves at once. Bytecode is written only for what this and the
-# server import (about 90 MB): a start then takes seconds instead of compiling some 3,300 modules each time.
+# The seeds' index, built now so a container serves at once. Its ONNX exports (fp32 passages, int8 questions)
+# go to /app/encoders, where any index a container builds finds them: a start with CITELINE_SOURCES exports
+# nothing. Bytecode is written only for what this and the server import (about 90 MB): a start then takes
+# seconds instead of compiling some 3,300 modules each time.
 # (-P: import the installed package, not the sources in the working directory.)
 RUN /opt/citeline/bin/citeline index /app/seeds --index /app/index --quiet \
     && /opt/citeline/bin/python -P -c 'import service.app, uvicorn.main'
@@ -44,6 +47,7 @@ ENV PATH=/opt/citeline/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
+    CITELINE_ENCODER_CACHE=/app/encoders \
     CITELINE_HOST=0.0.0.0 \
     CITELINE_PORT=8000
 RUN groupadd --gid 10001 citeline \

@@ -165,6 +165,9 @@ check_documents() {
     url="http://127.0.0.1:$(port_of citeline-smoke-docs)"
     "$PYTHON" docker/smoke_check.py "$url" documents harbour-report orchard-notes  # no seeds mixed in
     "$PYTHON" docker/smoke_check.py "$url" search "how many ships did the lighthouse keeper count" harbour-report
+    # The image's ONNX exports (CITELINE_ENCODER_CACHE) served this new index: none was made beside it.
+    [[ ! -e $work/index/encoders ]] ||
+        { echo "the container exported the model again, into the mounted index" >&2; return 1; }
 }
 
 check_restart_reuses_index() {  # a kept index whose manifest matches: the same snapshot is served again

@@ -79,6 +79,7 @@ class Embedder:
         cache_dir: Path | None = None,
         threads: int = 0,
         query_encoder: str | None = None,
+        shared_cache: Path | None = None,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -93,11 +94,11 @@ class Embedder:
             model_fingerprint(model_dir) if model_dir.is_dir() else hashlib.sha256(location.encode()).hexdigest()
         )
         try:
-            self._encoder: Encoder = create_encoder(encoder, location, fingerprint, cache_dir, threads)
+            self._encoder: Encoder = create_encoder(encoder, location, fingerprint, cache_dir, threads, shared_cache)
             self._query_encoder: Encoder = (
                 self._encoder
                 if query_encoder in (None, encoder)
-                else create_encoder(query_encoder, location, fingerprint, cache_dir, threads)
+                else create_encoder(query_encoder, location, fingerprint, cache_dir, threads, shared_cache)
             )
         except Exception as error:
             raise ModelError(

@@ -236,12 +236,18 @@ def writable_cache(candidates: Sequence[Path]) -> Path:
     raise EncoderUnavailableError(f"no writable place for the ONNX export: tried {', '.join(map(str, candidates))}")
 
 
-def onnx_export_dir(location: str, fingerprint: str, cache_dir: Path | None, quantized: bool) -> Path:
-    """A directory holding a finished export of this model (and its int8 version if `quantized`), made if needed."""
+def onnx_export_dir(
+    location: str, fingerprint: str, cache_dir: Path | None, quantized: bool, shared_cache: Path | None = None
+) -> Path:
+    """A directory holding a finished export of this model (and its int8 version if `quantized`), made if needed.
+
+    Looked for in `shared_cache` (one for every index, e.g. the one a container image carries), then
+    `cache_dir` (the index's own), then the user cache; a new export goes to the first writable of them.
+    """
     from indexer.onnx_export import EXPORT_FORMAT, INT8_FILE, MODEL_FILE, read_spec
 
     key = fingerprint[:16]
-    candidates = [d / key for d in (cache_dir, user_cache_dir()) if d is not None]
+    candidates = [d / key for d in (shared_cache, cache_dir, user_cache_dir()) if d is not None]
 
     def finished(directory: Path) -> bool:
         spec = read_spec(directory)
@@ -288,11 +294,17 @@ def check_encoder_kind(kind: str) -> str:
 
 
 def create_encoder(
-    kind: str, location: str, fingerprint: str, cache_dir: Path | None = None, threads: int = 0
+    kind: str,
+    location: str,
+    fingerprint: str,
+    cache_dir: Path | None = None,
+    threads: int = 0,
+    shared_cache: Path | None = None,
 ) -> Encoder:
     """The backend `kind` for the model at `location`; torch, with a warning, when an ONNX one cannot run.
 
-    ONNX exports are cached in `cache_dir/<fingerprint[:16]>/` (else in the user cache directory).
+    ONNX exports are cached in `<cache>/<fingerprint[:16]>/`, the cache being `shared_cache`, `cache_dir`
+    or the user cache directory (see `onnx_export_dir`).
     `threads` sets onnxruntime's intra-op threads or torch's thread count; 0 keeps the library's default.
     """
     check_encoder_kind(kind)
@@ -303,7 +315,9 @@ def create_encoder(
             logger.warning("encoder %r needs onnxruntime, which is not installed: using torch", kind)
         else:
             try:
-                directory = onnx_export_dir(location, fingerprint, cache_dir, quantized=kind == "onnx-int8")
+                directory = onnx_export_dir(
+                    location, fingerprint, cache_dir, quantized=kind == "onnx-int8", shared_cache=shared_cache
+                )
                 return OnnxEncoder(directory, kind, threads)
             except Exception as error:
                 logger.warning("encoder %r is not available (%s): using torch", kind, error)

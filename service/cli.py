@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="question encoder backend (CITELINE_QUERY_ENCODER, default onnx-int8)",
         )
         sub.add_argument("--threads", type=int, help="encoder threads, 0 = library default (CITELINE_THREADS)")
+        sub.add_argument(
+            "--encoder-cache",
+            metavar="DIR",
+            help="ONNX exports shared by every index, tried before the index's own (CITELINE_ENCODER_CACHE)",
+        )
 
     index = commands.add_parser(
         "index",
@@ -157,6 +162,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "encoder",
             "query_encoder",
             "threads",
+            "encoder_cache",
         )
     }
     return Settings.from_env(**overrides)

@@ -69,7 +69,7 @@ def use_one_search_thread() -> None:
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """The model on the configured encoder; ONNX exports are cached in the index directory."""
+    """The model on the configured encoder; ONNX exports are cached in `encoder_cache`, else the index directory."""
     return Embedder(
         settings.model,
         batch_size=settings.batch_size,
@@ -77,6 +77,7 @@ def load_embedder(settings: Settings) -> Embedder:
         query_encoder=settings.query_encoder,
         cache_dir=index_encoder_cache(settings.index),
         threads=settings.threads,
+        shared_cache=Path(settings.encoder_cache) if settings.encoder_cache else None,
     )
 
 

@@ -44,6 +44,9 @@ class Settings:
     batch_queries: bool = _setting(
         True, "Encode questions that arrive together in one batch (no waiting window); false: one by one."
     )
+    encoder_cache: str = _setting(
+        "", "Folder of ONNX exports shared by every index, tried before the index's own encoders/ (unset: none)."
+    )
     threads: int = _setting(0, "Encoder threads (onnxruntime intra-op, torch); 0 = the library's default.")
     reload_seconds: float = _setting(
         2.0, "How often `serve` checks for a snapshot written by another process (0: never)."

@@ -23,6 +23,7 @@ from indexer.encoders import (
 )
 from indexer.onnx_export import INT8_FILE, MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
 from service.cli import main
+from service.engine import load_embedder
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,6 +218,40 @@ def test_an_export_in_the_user_cache_is_found_when_the_index_has_none(
     blocker.write_text("not a directory")
     found = Embedder(encoder="onnx", cache_dir=index_encoder_cache(blocker))
     assert found.encoder == "onnx"
+
+
+def test_a_shared_encoder_cache_serves_every_index_without_a_new_export(
+    monkeypatch, tmp_path: Path, embedder: Embedder, seed_index_dir: Path
+):
+    # The Docker image's case: its export sits in CITELINE_ENCODER_CACHE, the served index is a new one.
+    def no_export(location: str, fingerprint: str, directory: Path) -> None:
+        raise AssertionError(f"exported again into {directory}")
+
+    monkeypatch.setattr("indexer.onnx_export.export_model", no_export)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    settings = Settings.from_env(
+        {"CITELINE_ENCODER_CACHE": str(index_encoder_cache(seed_index_dir))},
+        index=tmp_path / "new-index",
+        encoder="onnx",
+        query_encoder="onnx",
+    )
+    shared = load_embedder(settings)
+    assert (shared.encoder, shared.query_encoder) == ("onnx", "onnx")
+    assert not (tmp_path / "new-index").exists()  # nothing copied beside the new index
+
+
+def test_a_new_export_goes_to_the_shared_cache_before_the_index(monkeypatch, tmp_path: Path, caplog):
+    tried: list[Path] = []
+
+    def record(location: str, fingerprint: str, directory: Path) -> None:
+        tried.append(directory)
+        raise RuntimeError("stop after choosing the directory")
+
+    monkeypatch.setattr("indexer.onnx_export.export_model", record)
+    with caplog.at_level(logging.WARNING, logger="indexer"):
+        embedder = Embedder(encoder="onnx", cache_dir=tmp_path / "index" / "encoders", shared_cache=tmp_path / "shared")
+    assert embedder.encoder == "torch"  # the simulated failure falls back, as any failed export does
+    assert [d.parent for d in tried] == [tmp_path / "shared"]
 
 
 def test_pooling_ignores_padding():
