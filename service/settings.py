@@ -45,7 +45,7 @@ class Settings:
         True, "Encode questions that arrive together in one batch (no waiting window); false: one by one."
     )
     encoder_cache: str = _setting(
-        "", "Folder of ONNX exports shared by every index, tried before the index's own encoders/ (unset: none)."
+        "", "Folder of ONNX exports shared by every index, tried before the index's own encoders/."
     )
     threads: int = _setting(0, "Encoder threads (onnxruntime intra-op, torch); 0 = the library's default.")
     reload_seconds: float = _setting(
