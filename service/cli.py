@@ -223,6 +223,9 @@ def _run_serve(settings: Settings) -> int:
         log_config=None,  # our handler and format (text or JSON) for uvicorn's lines too
         access_log=False,  # the app logs each request itself, with its request id
         timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds) or None,
+        # uvicorn's 5 s equals httpx's idle expiry: a client then reuses a connection at the moment the
+        # server closes it and gets no response (a few in a thousand requests after a 5 s pause).
+        timeout_keep_alive=max(1, math.ceil(settings.keep_alive_seconds)),
     )
     # Requests cut at the deadline still hold worker threads, which Python would wait for at exit: leave
     # without them (a write cut short leaves the previous snapshot, as a crash would).

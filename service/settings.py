@@ -64,6 +64,11 @@ class Settings:
     shutdown_seconds: float = _setting(
         30.0, "On SIGTERM: how long requests in flight may take to finish before the server exits anyway (0: wait)."
     )
+    keep_alive_seconds: float = _setting(
+        65.0,
+        "How long `serve` keeps an idle keep-alive connection open; longer than clients and proxies keep theirs "
+        "(httpx 5 s, nginx and AWS ALB 60 s), so they close it first and never reuse one the server is closing.",
+    )
     log_format: str = _setting("text", "Log lines as key=value text or JSON lines.", choices=("text", "json"))
 
     def __post_init__(self) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from service.cli import build_parser, main
 from service.settings import Settings
-from tests.server import running_server
+from tests.server import server_process
 
 
 def test_settings_come_from_env_and_flags_override(tmp_path: Path):
@@ -42,11 +46,55 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys):
     assert "q: " in capsys.readouterr().err
 
 
-def test_real_server_answers_over_http(seed_index: Path):
-    with running_server("--index", str(seed_index)) as base:
-        body = httpx.get(f"{base}/search", params={"q": "how many US troops were sent"}, timeout=30).json()
-        first = body["results"][0]
-        assert first["citation"]["doc_id"] == "001_2c0b17beeba9964b"
-        doc = httpx.get(f"{base}/documents/{first['citation']['doc_id']}", timeout=10).json()
-        assert doc["text"][first["citation"]["start"] : first["citation"]["end"]] == first["text"]
-        assert httpx.get(f"{base}/search", params={"q": " "}, timeout=10).status_code == 422
+@pytest.fixture(scope="module")
+def served_seeds(seed_index: Path) -> Iterator[str]:
+    """A real `citeline serve` on the seeds, keeping idle connections 2 s (the keep-alive test's setting)."""
+    with server_process("--index", str(seed_index), env={"CITELINE_KEEP_ALIVE_SECONDS": "2"}) as (base, _):
+        yield base
+
+
+def test_real_server_answers_over_http(served_seeds: str):
+    base = served_seeds
+    body = httpx.get(f"{base}/search", params={"q": "how many US troops were sent"}, timeout=30).json()
+    first = body["results"][0]
+    assert first["citation"]["doc_id"] == "001_2c0b17beeba9964b"
+    doc = httpx.get(f"{base}/documents/{first['citation']['doc_id']}", timeout=10).json()
+    assert doc["text"][first["citation"]["start"] : first["citation"]["end"]] == first["text"]
+    assert httpx.get(f"{base}/search", params={"q": " "}, timeout=10).status_code == 422
+
+
+def get_health(connection: socket.socket) -> bytes:
+    """One keep-alive `GET /health` on an open connection: the raw response, or b"" if the server closed it."""
+    connection.sendall(b"GET /health HTTP/1.1\r\nHost: citeline\r\n\r\n")
+    response = b""
+    while b"\r\n\r\n" not in response or len(response.split(b"\r\n\r\n", 1)[1]) < content_length(response):
+        chunk = connection.recv(65536)
+        if not chunk:
+            return response
+        response += chunk
+    return response
+
+
+def content_length(response: bytes) -> int:
+    for line in response.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def test_idle_connections_stay_open_for_the_keep_alive_setting(served_seeds: str):
+    # A client must close an idle connection before the server does, or it may reuse one the server is
+    # closing and get no response: the default outlasts httpx's (and most proxies') idle expiry.
+    assert Settings().keep_alive_seconds > httpx.Limits().keepalive_expiry
+    address = urlsplit(served_seeds)
+    with (
+        socket.create_connection((address.hostname, address.port), timeout=10) as reused,
+        socket.create_connection((address.hostname, address.port), timeout=10) as idle,
+    ):
+        assert get_health(reused).startswith(b"HTTP/1.1 200") and get_health(idle).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)
+        assert get_health(reused).startswith(b"HTTP/1.1 200")  # idle 1 s of 2: still open
+        time.sleep(2.5)
+        idle.settimeout(0.5)  # uvicorn's own 5 s would still hold it open: recv would time out
+        assert idle.recv(1) == b"", "the server kept a connection idle for 3.5 s open"  # setting 2 s: closed
