@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -61,17 +62,18 @@ def covered(text: str, spans) -> set[int]:
 
 
 @PROPERTY
-@given(text=MESSY_TEXT, title=st.one_of(st.none(), st.text(max_size=80)))
-def test_chunks_are_exact_ordered_cover_content_and_fit(embedder, text, title):
+@given(text=MESSY_TEXT, title=st.one_of(st.none(), st.text(max_size=80)), paragraphs=st.booleans())
+def test_chunks_are_exact_ordered_cover_content_and_fit(embedder, text, title, paragraphs):
     counter = embedder.token_counter
     document = Document(doc_id="d", text=text, title=title)
-    chunks = chunk_document(document, counter, SMALL)
+    config = replace(SMALL, paragraphs=paragraphs)
+    chunks = chunk_document(document, counter, config)
     for chunk in chunks:
         assert 0 <= chunk.start < chunk.end <= len(text)
         passage = text[chunk.start : chunk.end]
         assert passage.strip(), "a chunk is never only whitespace"
         embedded = embedding_text(clip_title(title, counter), passage)
-        assert counter.count([embedded])[0] <= SMALL.token_limit, (repr(text), repr(title), repr(passage))
+        assert counter.count([embedded])[0] <= config.token_limit, (repr(text), repr(title), repr(passage))
     assert [c.start for c in chunks] == sorted(c.start for c in chunks)
     assert all(a.end <= b.end for a, b in itertools.pairwise(chunks))
     content = {i for i, ch in enumerate(text) if not ch.isspace()}
@@ -116,6 +118,23 @@ def test_seed_chunks_respect_size_and_overlap(embedder, seed_documents):
                 sentences = sentence_spans(doc.text, a.start, a.end)
                 expected = sentences[-1].start if len(sentences) > 1 else None
                 assert b.start == expected if expected is not None else b.start >= a.end
+
+
+def test_paragraph_mode_ends_passages_at_paragraph_ends_when_that_keeps_half_the_target(embedder):
+    sentence = "The keeper counted gulls at dawn on the skerry."
+    size = embedder.token_counter.count([sentence])[0]
+    first = " ".join([sentence] * 2)  # a short paragraph: 2 sentences, kept whole
+    second = " ".join([sentence] * 4)  # longer than the target (3.5 sentences): cut within itself
+    text = f"{first}\n{second}\n{sentence}"
+    config = ChunkerConfig(chunk_tokens=size * 7 // 2, overlap_sentences=1, token_limit=128, skip_boilerplate=False)
+    document = Document(doc_id="d", text=text)
+    greedy = [text[c.start : c.end] for c in chunk_document(document, embedder.token_counter, config)]
+    by_paragraph = chunk_document(document, embedder.token_counter, replace(config, paragraphs=True))
+    passages = [text[c.start : c.end] for c in by_paragraph]
+    assert greedy[0] == f"{first}\n{sentence}"  # greedy fills the target across the paragraph end
+    assert passages[0] == first  # 2 of 3.5 sentences: at least half, so the passage ends with its paragraph
+    assert passages[1].startswith(sentence) and by_paragraph[1].start == len(first) + 1  # no overlap back
+    assert passages[-1].endswith(sentence) and by_paragraph[-1].end == len(text)
 
 
 def test_nbsp_and_crlf_are_normalised_only_for_embedding():
