@@ -28,7 +28,8 @@ class Query:
     """One evaluation question with its judgements.
 
     BEIR: `relevant` maps doc_id -> graded relevance, `answers` from queries.jsonl when it has them
-    (SQuAD does). QA file: `doc_id` and optional `answer`.
+    (SQuAD does). QA file: `doc_id`, optional `answer` and optional `answer_start`, the answer's offset
+    in the document's text (then only the passage and highlight holding that very occurrence count).
     """
 
     query_id: str
@@ -36,6 +37,7 @@ class Query:
     relevant: dict[str, float]
     answer: str | None = None
     answers: tuple[str, ...] = ()
+    answer_start: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def load_beir(folder: Path, split: str = "test") -> Dataset:
 
 
 def load_qa(path: Path) -> Dataset:
-    """A QA file: JSONL lines {"q", "doc_id", "answer"?}; a hit is a passage of doc_id containing answer."""
+    """A QA file: JSONL lines {"q", "doc_id", "answer"?, "answer_start"?}; a hit is a passage of doc_id
+    containing answer (with answer_start: containing the answer at that offset of the document)."""
     if not path.is_file():
         raise DatasetError(f"QA file {path} does not exist")
     queries = []
@@ -89,8 +92,18 @@ def load_qa(path: Path) -> Dataset:
             if not isinstance(record.get("q"), str) or not isinstance(record.get("doc_id"), str):
                 raise DatasetError(f"{path}:{number}: each line needs string fields 'q' and 'doc_id'")
             answer = record.get("answer")
+            start = record.get("answer_start")
+            if start is not None and (not isinstance(start, int) or start < 0 or not answer):
+                raise DatasetError(f"{path}:{number}: 'answer_start' must be an offset >= 0 and needs 'answer'")
             queries.append(
-                Query(str(number), record["q"], {record["doc_id"]: 1.0}, answer, answers=(answer,) if answer else ())
+                Query(
+                    str(number),
+                    record["q"],
+                    {record["doc_id"]: 1.0},
+                    answer,
+                    answers=(answer,) if answer else (),
+                    answer_start=start,
+                )
             )
     return Dataset(path.stem, "qa", queries)
 
@@ -108,6 +121,8 @@ def answer_highlighted(hits: Sequence[Hit], query: Query) -> bool | None:
         return None
     if not hits or hits[0].doc_id not in query.relevant:
         return False
+    if query.answer_start is not None:
+        return hits[0].highlight.start <= query.answer_start < hits[0].highlight.end
     highlight = normalize_whitespace(hits[0].highlight_text).casefold()
     return any(normalize_whitespace(a).casefold() in highlight for a in query.answers)
 
@@ -123,16 +138,24 @@ def judge_beir(hits: Sequence[Hit], query: Query) -> Judged:
     )
 
 
+def holds_answer(hit: Hit, query: Query) -> bool:
+    """Whether a passage of a relevant document holds the answer (at `answer_start` when it is known)."""
+    if query.answer is None:
+        return True
+    if query.answer_start is not None:
+        return hit.start <= query.answer_start and query.answer_start + len(query.answer) <= hit.end
+    return normalize_whitespace(query.answer) in normalize_whitespace(hit.text)
+
+
 def judge_qa(hits: Sequence[Hit], query: Query) -> Judged:
     """Passage-level: relevant when it belongs to the expected document and contains the answer.
 
     The question has one answer: only the first passage that holds it counts (overlapping passages
     may hold it twice), so the metrics stay within [0, 1].
     """
-    answer = normalize_whitespace(query.answer) if query.answer else None
     gains = [0.0] * len(hits)
     for rank, hit in enumerate(hits):
-        if hit.doc_id in query.relevant and (answer is None or answer in normalize_whitespace(hit.text)):
+        if hit.doc_id in query.relevant and holds_answer(hit, query):
             gains[rank] = 1.0
             break
     return Judged(gains, [1.0], answer_highlighted(hits, query))

@@ -68,6 +68,24 @@ def test_qa_judging_is_passage_level_with_normalised_whitespace():
     assert twice.ranked_gains == [0.0, 0.0, 1.0, 0.0]
 
 
+def test_qa_judging_by_answer_offset_counts_only_that_occurrence(tmp_path: Path):
+    # "Denver" occurs twice in the document (offsets 0 and 30): the answer is the second.
+    def at(start: int, end: int, highlight: Span) -> Hit:
+        return Hit(1, 0.0, "d", None, "", start, end, "", highlight, "", 0.0, 0.0, 0.0)
+
+    query = Query("q", "x", {"d": 1.0}, answer="Denver", answers=("Denver",), answer_start=30)
+    judged = judge_qa([at(0, 20, Span(0, 20)), at(25, 40, Span(36, 40)), at(20, 60, Span(28, 40))], query)
+    assert judged.ranked_gains == [0.0, 1.0, 0.0] and judged.answer_highlighted is False
+    assert judge_qa([at(28, 36, Span(28, 36))], query).answer_highlighted is True
+    assert judge_qa([at(28, 35, Span(28, 35))], query).ranked_gains == [0.0]  # cuts the answer short
+    lines = [{"q": "x", "doc_id": "d", "answer": "Denver", "answer_start": 30}]
+    (tmp_path / "ok.jsonl").write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    assert load_dataset(tmp_path / "ok.jsonl").queries[0].answer_start == 30
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"q": "x", "doc_id": "d", "answer_start": 3}), encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"bad\.jsonl:1: 'answer_start' must be an offset >= 0 and needs 'answer'"):
+        load_dataset(tmp_path / "bad.jsonl")
+
+
 def test_dataset_loading_and_errors(tmp_path: Path):
     beir = load_beir(DATA / "tiny-beir")
     assert beir.kind == "beir" and len(beir.queries) == 4 and beir.queries[0].relevant == {"apollo": 1.0}
