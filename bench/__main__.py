@@ -86,11 +86,11 @@ def main() -> int:
     logger.info("quality: seeds and SQuAD halves, three modes")
     seeds = load_dataset(SEED_QUESTIONS)
     halves = {name: quality.sample(d, args.squad_sample) for name, d in quality.squad_halves(args.squad).items()}
-    results["quality"] = {
+    quality_results: dict[str, quality.Metrics] = {
         "seeds": quality.run_quality(seeds_engine, embedder, seeds),
         **{f"squad-{name}": quality.run_quality(squad_engine, embedder, d) for name, d in halves.items()},
     }
-    results["query_counts"] = {"seeds": len(seeds.queries), **{f"squad-{n}": len(d.queries) for n, d in halves.items()}}
+    query_counts = {"seeds": len(seeds.queries), **{f"squad-{n}": len(d.queries) for n, d in halves.items()}}
 
     logger.info("quality: ablations")
     results["ablations"] = {
@@ -103,7 +103,7 @@ def main() -> int:
     logger.info("quality: index-time ablations (an index per variant)")
     chunker = chunker_config(defaults, embedder)
     squad_corpus = args.squad / "corpus.jsonl"
-    results["index_ablations"] = {
+    index_ablations = {
         "seeds": quality.run_index_ablations(
             load_documents([ROOT / "seeds"]), chunker, embedder, seeds, work / "ablations-seeds"
         ),
@@ -115,6 +115,22 @@ def main() -> int:
             work / "ablations-squad",
         ),
     }
+    articles = quality.squad_articles(args.squad, "heldout")
+    if articles is None:
+        logger.warning("no dev-v1.1.json in %s: the SQuAD-articles rows are left out", args.squad)
+    else:
+        documents, article_questions = articles
+        article_questions = quality.sample(article_questions, args.ablation_sample)
+        index_ablations["squad-articles-heldout"] = quality.run_index_ablations(
+            documents, chunker, embedder, article_questions, work / "ablations-articles"
+        )
+        articles_engine = Engine.load(Settings(index=work / "ablations-articles" / "default"), embedder=embedder)
+        quality_results["squad-articles-heldout"] = quality.run_quality(
+            articles_engine, embedder, article_questions
+        )
+        query_counts["squad-articles-heldout"] = len(article_questions.queries)
+        del articles_engine
+    results.update(quality=quality_results, query_counts=query_counts, index_ablations=index_ablations)
 
     logger.info("peer: txtai over the same passages")
     txtai_seeds, txtai_squad = work / "txtai-seeds", work / "txtai-squad"

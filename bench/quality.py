@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,7 +16,7 @@ from indexer.embedding import Embedder
 from indexer.lexical import BM25Config
 from indexer.snapshot import load_snapshot
 from service.engine import Engine
-from service.evaluation import Dataset, corpus_groups, evaluate, half_of, load_dataset, split_half
+from service.evaluation import Dataset, Query, corpus_groups, evaluate, half_of, load_dataset, split_half
 from service.retrieval import Mode, RetrievalConfig, Retriever
 
 MODES = list(Mode)
@@ -43,6 +44,7 @@ INDEX_ABLATIONS: dict[str, tuple[dict[str, Any], BM25Config]] = {
     "passages of 128 tokens instead of 96": ({"chunk_tokens": 128}, BM25Config()),
     "no sentence overlap between passages": ({"overlap_sentences": 0}, BM25Config()),
     "passages embedded without their title line": ({"embed_title": False}, BM25Config()),
+    "passages end at paragraph ends (short paragraphs whole)": ({"paragraphs": True}, BM25Config()),
     "BM25 without stemming": ({}, BM25Config(stemmer="")),
     "BM25 k1 1.2 (Lucene's default) instead of 0.9": ({}, BM25Config(k1=1.2)),
     "BM25 k1 0.5 instead of 0.9": ({}, BM25Config(k1=0.5)),
@@ -80,6 +82,41 @@ def heldout_documents(documents: Sequence[Document], corpus: Path) -> list[Docum
     """The documents of the held-out half's articles: a corpus the held-out questions are judged against."""
     groups = corpus_groups(corpus)
     return [d for d in documents if half_of(groups.get(d.doc_id, d.doc_id)) == "heldout"]
+
+
+def squad_articles(folder: Path, half: str) -> tuple[list[Document], Dataset] | None:
+    """SQuAD dev's articles of one half as long documents, one paragraph per line, with their questions.
+
+    Each question is judged at its answer's offset (`answer_start`): the passage must hold that very
+    occurrence. Unlike the BEIR corpus (one paragraph per document) this makes chunking matter, as on the
+    seeds, at SQuAD's scale. None when the folder lacks SQuAD's original `dev-v1.1.json`.
+    """
+    source = folder / "dev-v1.1.json"
+    if not source.is_file():
+        return None
+    documents: list[Document] = []
+    queries: list[Query] = []
+    for article in json.loads(source.read_text(encoding="utf-8"))["data"]:
+        if half_of(article["title"]) != half:
+            continue
+        text = ""
+        for paragraph in article["paragraphs"]:
+            offset = len(text) + 1 if text else 0
+            text = f"{text}\n{paragraph['context']}" if text else paragraph["context"]
+            for qa in paragraph["qas"]:
+                answer = qa["answers"][0]
+                queries.append(
+                    Query(
+                        qa["id"],
+                        qa["question"],
+                        {article["title"]: 1.0},
+                        answer["text"],
+                        answers=(answer["text"],),
+                        answer_start=offset + answer["answer_start"],
+                    )
+                )
+        documents.append(Document(doc_id=article["title"], text=text, title=article["title"].replace("_", " ")))
+    return documents, Dataset(f"squad-articles-{half}", "qa", queries)
 
 
 def squad_halves(folder: Path) -> dict[str, Dataset]:

@@ -58,7 +58,8 @@ def _index_ablation_section(results: dict[str, Any]) -> list[str]:
         "",
         "Each row is an index of its own. SQuAD: an index of the held-out articles only (so its figures are "
         "higher than the full-corpus rows above; compare rows with the first one of the same dataset), the same "
-        f"{results['ablation_queries']} held-out questions; seeds: all.",
+        f"{results['ablation_queries']} held-out questions; SQuAD articles: the held-out articles as long "
+        "documents (the only corpus here besides the seeds with many paragraphs per document); seeds: all.",
         "",
         _ablation_table(results, "index_ablations"),
         "",
@@ -96,6 +97,7 @@ def _plot_quality(results: dict[str, Any], path: Path) -> None:
             ]
             axis.bar([x + i * width for x in range(len(datasets))], values, width, label=mode)
         axis.set_xticks([x + 0.4 - width / 2 for x in range(len(datasets))], datasets)
+        axis.tick_params(axis="x", labelrotation=15)
         axis.set_ylim(0.5, 1.0)
         axis.set_title(metric)
         axis.grid(axis="y", alpha=0.3)
@@ -188,7 +190,14 @@ def write_report(results: dict[str, Any], report: Path, command: str) -> None:
         "judged per document (a paragraph ranks where its first passage does), split by article with a stable hash "
         f"into `dev` ({counts['squad-dev']} questions; any tuning happened there) "
         f"and `heldout` ({counts['squad-heldout']}). "
-        "`highlight@1`: the first result is relevant and its highlight sentence holds the answer. "
+        + (
+            f"SQuAD articles: the held-out half's articles as long documents (one paragraph per line), "
+            f"{counts['squad-articles-heldout']} of their questions, judged per passage at the answer's offset "
+            "(the passage must hold that occurrence): there chunking matters, as on the seeds. "
+            if "squad-articles-heldout" in counts
+            else ""
+        )
+        + "`highlight@1`: the first result is relevant and its highlight sentence holds the answer. "
         "txtai indexes exactly Citeline's passages (the same title line + passage text) "
         "with the same model files.",
         "",
