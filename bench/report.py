@@ -101,8 +101,9 @@ def _plot_quality(results: dict[str, Any], path: Path) -> None:
         axis.set_ylim(0.5, 1.0)
         axis.set_title(metric)
         axis.grid(axis="y", alpha=0.3)
-    axes[0].legend(loc="lower right")
-    figure.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=len(modes))  # above the bars, not over them
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
