@@ -125,9 +125,7 @@ def main() -> int:
             documents, chunker, embedder, article_questions, work / "ablations-articles"
         )
         articles_engine = Engine.load(Settings(index=work / "ablations-articles" / "default"), embedder=embedder)
-        quality_results["squad-articles-heldout"] = quality.run_quality(
-            articles_engine, embedder, article_questions
-        )
+        quality_results["squad-articles-heldout"] = quality.run_quality(articles_engine, embedder, article_questions)
         query_counts["squad-articles-heldout"] = len(article_questions.queries)
         del articles_engine
     results.update(quality=quality_results, query_counts=query_counts, index_ablations=index_ablations)

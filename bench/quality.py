@@ -46,6 +46,7 @@ INDEX_ABLATIONS: dict[str, tuple[dict[str, Any], BM25Config]] = {
     "passages embedded without their title line": ({"embed_title": False}, BM25Config()),
     "passages end at paragraph ends (short paragraphs whole)": ({"paragraphs": True}, BM25Config()),
     "BM25 without stemming": ({}, BM25Config(stemmer="")),
+    'BM25 without acronym pairs ("IS" for "Islamic State")': ({}, BM25Config(expand_acronyms=False)),
     "BM25 k1 1.2 (Lucene's default) instead of 0.9": ({}, BM25Config(k1=1.2)),
     "BM25 k1 0.5 instead of 0.9": ({}, BM25Config(k1=0.5)),
 }

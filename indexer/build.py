@@ -14,7 +14,7 @@ from tqdm import tqdm
 from indexer.chunking import Chunk, ChunkerConfig, chunk_document, clip_title, embedding_text
 from indexer.documents import Document
 from indexer.embedding import Embedder
-from indexer.lexical import BM25Config, LexicalIndex
+from indexer.lexical import BM25Config, LexicalIndex, bm25_texts
 from indexer.sentences import normalize_whitespace, sentence_spans
 from indexer.snapshot import (
     IndexContent,
@@ -184,10 +184,9 @@ def build_index(
     embedded = _embed_missing(parts, embedder, chunker.embed_title, show_progress)
     content = _assemble(parts, embedder.info.dimension)
     # BM25 sees the passage alone: a title repeated in every chunk of a document would skew its term statistics.
-    by_id = {d.doc_id: d for d in documents}
-    lexical = LexicalIndex.build(
-        [normalize_whitespace(by_id[c.doc_id].text[c.start : c.end]) for c in content.chunks], bm25
-    )
+    rows = {d.doc_id: row for row, d in enumerate(content.documents)}
+    spans = ((rows[c.doc_id], c.start, c.end) for c in content.chunks)
+    lexical = LexicalIndex.build(bm25_texts([d.text for d in content.documents], spans, bm25), bm25)
     path = write_snapshot(index_dir, content, embedder.info, chunker, bm25, lexical)
     report = BuildReport(
         snapshot=path,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,9 @@ import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 from bm25s.tokenization import _infer_stopwords
+
+from indexer.acronyms import spelled_out, with_other_forms
+from indexer.sentences import normalize_whitespace
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 # bm25s.tokenize's default split; `LexicalIndex.terms` repeats it for one text without its per-call setup.
@@ -39,6 +42,7 @@ class BM25Config:
     stemmer: str = "english"
     stopwords: str = "en"
     keep_acronyms: bool = True  # an all-caps stopword in mixed-case text ("IS fighters") is a term of its own
+    expand_acronyms: bool = True  # "IS" also indexed as "Islamic State" (and back) where a document spells it out
 
 
 def mark_acronyms(text: str) -> str:
@@ -46,6 +50,25 @@ def mark_acronyms(text: str) -> str:
     if not any(c.islower() for c in text):
         return text
     return _ACRONYM_STOPWORD.sub(lambda m: m.group(0).lower() + "_acr", text)
+
+
+def bm25_texts(document_texts: Sequence[str], spans: Iterable[tuple[int, int, int]], config: BM25Config) -> list[str]:
+    """What BM25 indexes for each (document row, start, end) span of `document_texts`.
+
+    The span's text with whitespace normalised and, with `config.expand_acronyms`, the other form of each
+    acronym its document spells out (indexer/acronyms.py). Passages and sentences go through here alike,
+    so the highlight's term coverage sees what BM25 saw.
+    """
+    pairs: dict[int, dict[str, str]] = {}
+    texts = []
+    for row, start, end in spans:
+        text = normalize_whitespace(document_texts[row][start:end])
+        if config.expand_acronyms:
+            if row not in pairs:
+                pairs[row] = spelled_out(document_texts[row])
+            text = with_other_forms(text, pairs[row])
+        texts.append(text)
+    return texts
 
 
 class LexicalIndex:

@@ -43,8 +43,7 @@ import numpy as np
 from indexer.chunking import Chunk, ChunkerConfig
 from indexer.documents import Document
 from indexer.embedding import ModelInfo
-from indexer.lexical import BM25Config, LexicalIndex
-from indexer.sentences import normalize_whitespace
+from indexer.lexical import BM25Config, LexicalIndex, bm25_texts
 
 FORMAT_VERSION = 2  # 2: the manifest lists every file's SHA-256 and size
 READABLE_VERSIONS = (1, 2)
@@ -121,7 +120,8 @@ class Manifest:
                 created_at=raw["created_at"],
                 model=ModelInfo(**raw["model"]),
                 chunker=ChunkerConfig(**raw["chunker"]),
-                bm25=BM25Config(**{"keep_acronyms": False, **raw["bm25"]}),  # older indexes kept no acronyms
+                # older indexes neither kept nor expanded acronyms
+                bm25=BM25Config(**{"keep_acronyms": False, "expand_acronyms": False, **raw["bm25"]}),
                 counts=dict(raw["counts"]),
                 documents=dict(raw["documents"]),
                 files=files,
@@ -207,11 +207,8 @@ def sentence_terms(
     documents: list[Document], sentence_docs: np.ndarray, starts: np.ndarray, ends: np.ndarray, lexical: LexicalIndex
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each sentence's BM25 vocabulary ids as CSR (ptr, ids): the highlight's term coverage without tokenising."""
-    texts = [
-        normalize_whitespace(documents[d].text[a:b])
-        for d, a, b in zip(sentence_docs.tolist(), starts.tolist(), ends.tolist(), strict=True)
-    ]
-    ids = lexical.token_ids_batch(texts)
+    spans = zip(sentence_docs.tolist(), starts.tolist(), ends.tolist(), strict=True)
+    ids = lexical.token_ids_batch(bm25_texts([d.text for d in documents], spans, lexical.config))
     ptr = np.cumsum([0] + [len(i) for i in ids], dtype=np.int64)
     return ptr, np.array([t for i in ids for t in i], dtype=np.int64)
 

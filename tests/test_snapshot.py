@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from indexer import snapshot as snapshot_module
 from indexer.build import build_index
 from indexer.chunking import ChunkerConfig
 from indexer.documents import Document
+from indexer.lexical import BM25Config
 from indexer.snapshot import CURRENT_FILE, SnapshotError, current_snapshot_path, load_snapshot, read_manifest
 from service.engine import Engine, ModelMismatchError
 from service.settings import Settings
@@ -96,6 +98,32 @@ def test_changed_chunker_settings_rebuild_everything(tmp_path: Path, embedder, s
         show_progress=False,
     )
     assert report.embedded_chunks == report.chunks
+
+
+def test_an_index_from_before_acronym_pairs_reads_as_without_them_and_gains_them_on_reindex(
+    tmp_path: Path, embedder, seed_documents
+):
+    islamic_state = [d for d in seed_documents if "Islamic State" in d.text and re.search(r"\bIS\b", d.text)][:1]
+    assert islamic_state, "a seed article spells out 'IS'"
+    index = tmp_path / "index"
+    legacy = BM25Config(keep_acronyms=False, expand_acronyms=False)
+    old = build_index(islamic_state, index, embedder, bm25=legacy, show_progress=False)
+    manifest_path = current_snapshot_path(index) / "manifest.json"
+    raw = json.loads(manifest_path.read_text())
+    for key in ("keep_acronyms", "expand_acronyms"):
+        del raw["bm25"][key]  # what an index written before these settings holds
+    manifest_path.write_text(json.dumps(raw))
+    assert read_manifest(index).bm25 == legacy
+
+    report = build_index(islamic_state, index, embedder, show_progress=False)
+    assert report.embedded_chunks == 0 and report.snapshot != old.snapshot, "BM25 rebuilt, nothing re-embedded"
+    snap = load_snapshot(index)
+    assert snap.manifest.bm25 == BM25Config()
+    texts = [snap.chunk_text(r) for r in range(snap.num_chunks)]
+    only_spelled_out = [r for r, t in enumerate(texts) if "Islamic State" in t and not re.search(r"\bIS\b", t)]
+    assert only_spelled_out
+    scores = snap.lexical.scores(snap.lexical.query_token_ids("where did IS fight"))
+    assert all(scores[r] > 0 for r in only_spelled_out), "BM25 matches 'IS' to 'Islamic State' after the re-index"
 
 
 def test_crash_during_write_keeps_the_previous_snapshot(tmp_path: Path, embedder, small_docs, monkeypatch):

@@ -1,0 +1,68 @@
+"""Acronyms a document spells out: found from the document alone, indexed in both forms, never cited."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from indexer.acronyms import spelled_out, with_other_forms
+from indexer.lexical import BM25Config, LexicalIndex, bm25_texts
+
+RAQQA = (
+    "Raqqa was captured by Islamic State in 2013. The US-backed Syrian Democratic Forces (SDF) began "
+    "their push on Tuesday.\nIS fighters still hold the city, a spokesman for the United States said. "
+    "In Syria, the SDF is the largest force."
+)
+
+
+def test_pairs_are_capitalised_runs_whose_initials_spell_an_acronym_of_the_same_text():
+    assert spelled_out(RAQQA) == {"IS": "Islamic State", "SDF": "Syrian Democratic Forces", "US": "United States"}
+    assert spelled_out("The Islamic State of Iraq and the Levant (ISIL) and ISIL again.") == {
+        "ISIL": "Islamic State of Iraq and the Levant"
+    }
+
+
+def test_no_pair_from_sentence_starts_hyphenated_words_or_other_texts():
+    assert spelled_out("In Syria, IS fighters held out.") == {}, "a capitalised stopword starts a sentence"
+    assert spelled_out("US-backed Syrian fighters and US troops.") == {}, "'US-backed' is no initial"
+    assert spelled_out("IS fighters held out.") == {}, "spelled out nowhere in this text"
+    assert spelled_out("ISLAMIC STATE (IS) HOLDS RAQQA") == {}, "all caps: nothing tells names from shouting"
+
+
+def test_the_commonest_spelling_wins():
+    text = "European Union rules. The European Union and the EU. A European Court ruling on the EU."
+    assert spelled_out(text) == {"EU": "European Union"}
+
+
+def test_the_form_a_text_lacks_is_appended_and_nothing_else_changes():
+    pairs = {"IS": "Islamic State", "US": "United States"}
+    assert with_other_forms("IS fighters held Raqqa.", pairs) == "IS fighters held Raqqa. Islamic State"
+    assert with_other_forms("Islamic State held Raqqa.", pairs) == "Islamic State held Raqqa. IS"
+    assert with_other_forms("The IS, or Islamic State, held it.", pairs) == "The IS, or Islamic State, held it."
+    assert with_other_forms("This city is large.", pairs) == "This city is large.", "'is' is no acronym"
+
+
+@given(st.text(alphabet=st.sampled_from("ISUabc .\n(),-"), max_size=80))
+def test_with_other_forms_keeps_the_text_as_its_prefix(text: str):
+    pairs = spelled_out(text)
+    assert with_other_forms(text, pairs).startswith(text)
+
+
+def test_bm25_finds_the_spelled_out_form_for_an_acronym_question_and_back():
+    texts = [RAQQA, "The dam on the Euphrates held. IS fighters took control of it in 2016."]
+    spans = [(0, 0, 44), (0, 45, len(RAQQA)), (1, 0, len(texts[1]))]
+    assert texts[0][:44] == "Raqqa was captured by Islamic State in 2013."  # never says "IS"
+    expanded = LexicalIndex.build(bm25_texts(texts, spans, BM25Config()), BM25Config())
+    plain_config = BM25Config(expand_acronyms=False)
+    plain = LexicalIndex.build(bm25_texts(texts, spans, plain_config), plain_config)
+    question = "when did IS take control of Raqqa"
+    with_pairs = expanded.scores(expanded.query_token_ids(question))
+    without = plain.scores(plain.query_token_ids(question))
+    asks_for_acronym = "what did IS do"  # mixed case: "IS" is the acronym, not the verb
+    assert expanded.scores(expanded.query_token_ids(asks_for_acronym))[0] > 0, "'Islamic State' matches 'IS'"
+    assert plain.scores(plain.query_token_ids(asks_for_acronym))[0] == 0
+    assert with_pairs[0] > without[0]
+    spelled = "Islamic"  # not "State": the second span says "United States"
+    assert plain.scores(plain.query_token_ids(spelled))[1] == 0, "the second span says 'IS' only"
+    assert expanded.scores(expanded.query_token_ids(spelled))[1] > 0
+    assert bm25_texts(texts, spans, BM25Config())[2] == texts[1], "another document's pairs do not apply"
