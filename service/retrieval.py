@@ -36,6 +36,7 @@ class RetrievalConfig:
     cue_bonus: float = 0.1  # answering sentence: bonus for holding the kind of answer asked for
     answer_rerank: float = 0.3  # hybrid second stage: weight of the best sentence's answer score
     rerank_cue: float = 0.25  # ... and of its answer-kind cue within that score
+    rerank_cosine: float = 1.0  # ... and of its cosine to the question within that score
     rerank_depth: int = 30  # ... over this many of the best fused passages
     skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
 
@@ -244,6 +245,32 @@ def segment_max(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(values, starts)
 
 
+def best_sentence_scores(
+    coverage: np.ndarray,
+    holds_kind: np.ndarray | None,
+    similarities: np.ndarray | None,
+    lengths: np.ndarray,
+    cue_weight: float = RetrievalConfig.rerank_cue,
+    cosine_weight: float = RetrievalConfig.rerank_cosine,
+) -> np.ndarray:
+    """Per passage, the answer score of its best sentence: the second stage's bonus before its weight.
+
+    A sentence scores its term coverage, plus `cue_weight` when it holds the kind of answer asked for,
+    plus `cosine_weight` times its cosine to the question. The sentences of the passages come one
+    passage after another, `lengths` of them each (a passage without sentences scores 0).
+    """
+    scores = coverage.astype(np.float64)
+    if holds_kind is not None:
+        scores = scores + cue_weight * holds_kind
+    if similarities is not None:
+        scores = scores + cosine_weight * similarities
+    best = np.zeros(len(lengths))
+    present = lengths > 0
+    if present.any():
+        best[present] = segment_max(scores, lengths[present])
+    return best
+
+
 class Retriever:
     """Answers questions over one snapshot; immutable once built, safe to share between threads.
 
@@ -343,7 +370,8 @@ class Retriever:
         query_weights = lexical.idf_of_ids(query_ids.tolist())
         ordered = rank_order(fused)
         if mode == Mode.hybrid and config.answer_rerank > 0:
-            fused = self._answer_rerank(query, ordered[: config.rerank_depth], fused, query_ids, query_weights)
+            top = ordered[: config.rerank_depth]
+            fused = self._answer_rerank(query, top, fused, vector, query_ids, query_weights)
             ordered = rank_order(fused)
         chosen, folded = self._distinct(ordered, k)
         clock.lap("fuse")
@@ -387,25 +415,31 @@ class Retriever:
         query: str,
         rows: Sequence[int],
         fused: dict[int, float],
+        vector: np.ndarray | None,
         query_ids: np.ndarray,
         query_weights: np.ndarray,
     ) -> dict[int, float]:
         """Second stage over the best fused rows: add how well each passage's best sentence could answer.
 
         Passage-level scores miss a question whose terms gather in one sentence; this rewards the
-        passage holding a sentence that covers the question's rarer terms (and, with `rerank_cue`, has
-        the kind of answer asked for).
+        passage holding a sentence that covers the question's rarer terms, with `rerank_cue` holds the
+        kind of answer asked for, and with `rerank_cosine` is close to the question in meaning, which
+        no shared term shows ("captured" for "take control of").
         """
         snapshot, config = self.snapshot, self.config
         if not rows:
             return fused
         row_array = np.asarray(rows, dtype=np.int64)
         sentence_rows, lengths = gather_segments(snapshot.chunk_sentence_ptr, snapshot.chunk_sentence_rows, row_array)
-        scores = sentence_coverage(snapshot, sentence_rows, query_ids, query_weights)
         kind = answer_kind(query) if config.rerank_cue else None
-        if kind is not None:
-            scores = scores + config.rerank_cue * self._kinds.holds(sentence_rows, kind)
-        best = segment_max(scores, np.maximum(lengths, 1))
+        best = best_sentence_scores(
+            sentence_coverage(snapshot, sentence_rows, query_ids, query_weights),
+            self._kinds.holds(sentence_rows, kind) if kind is not None else None,
+            snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None and config.rerank_cosine else None,
+            lengths,
+            config.rerank_cue,
+            config.rerank_cosine,
+        )
         reranked = dict(fused)
         for row, bonus in zip(rows, best.tolist(), strict=True):
             reranked[row] = fused[row] + config.answer_rerank * bonus

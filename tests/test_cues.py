@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from indexer.lexical import QUESTION_WORDS, BM25Config, LexicalIndex, bm25_texts, mark_acronyms
 from service.cues import AnswerKind, answer_kind, has_answer_kind
-from service.retrieval import RetrievalConfig, answer_sentence_scores, term_coverage
+from service.retrieval import RetrievalConfig, answer_sentence_scores, best_sentence_scores, term_coverage
 
 HIGHLIGHT_TERM_WEIGHT = RetrievalConfig.highlight_term_weight
 CUE_BONUS = RetrievalConfig.cue_bonus
@@ -90,6 +90,28 @@ def test_answer_sentence_scores_add_coverage_and_cue_to_the_cosine():
     assert without_cue[1] - without_cue[0] == pytest.approx(HIGHLIGHT_TERM_WEIGHT * 0.5)
     no_vector = answer_sentence_scores(None, coverage, None)
     assert no_vector[1] > no_vector[0] > 0
+
+
+def test_second_stage_scores_each_passage_by_its_best_sentence():
+    # "when did IS take control of raqqa": passage 0 holds the answer in other words, passage 1 shares "control".
+    sentences = [
+        "IS fighters wanted children.",
+        "Raqqa was captured by Islamic State in 2013.",
+        "US intent on controlling Raqqa.",
+    ]
+    coverage = np.array([0.18, 0.32, 0.51])
+    holds_time = np.array([has_answer_kind(s, AnswerKind.time) for s in sentences])
+    assert holds_time.tolist() == [False, True, False]
+    cosine = np.array([0.15, 0.75, 0.57])
+    lengths = np.array([2, 1, 0])  # the third passage has no sentences: no bonus
+
+    terms_only = best_sentence_scores(coverage, None, None, lengths)
+    assert terms_only.tolist() == pytest.approx([0.32, 0.51, 0.0])
+    with_cue = best_sentence_scores(coverage, holds_time, None, lengths, cue_weight=0.25)
+    assert with_cue.tolist() == pytest.approx([0.32 + 0.25, 0.51, 0.0])
+    with_cosine = best_sentence_scores(coverage, holds_time, cosine, lengths, cue_weight=0.25, cosine_weight=0.5)
+    assert with_cosine.tolist() == pytest.approx([0.32 + 0.25 + 0.375, 0.51 + 0.285, 0.0])
+    assert with_cosine[0] - with_cosine[1] > with_cue[0] - with_cue[1], "meaning widens the answer's lead"
 
 
 def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
