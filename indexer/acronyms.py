@@ -22,52 +22,43 @@ _CAPITALISED = re.compile(r"[A-Z][a-z]+")  # "United", "State"; not "US-backed" 
 _NOT_INITIALS = frozenset(STOPWORDS_EN)
 # Small words a spelled-out name may hold without an initial: "Islamic State of Iraq and the Levant".
 _JOINERS = frozenset({"of", "the", "and", "for", "on", "in", "de", "du", "la", "al"})
+_PLAIN_WORDS = re.compile(r"[A-Za-z]+(?:\s+[A-Za-z]+)*")  # words and spaces only: no "Syria, Iraq"
 
 
 def spelled_out(text: str) -> dict[str, str]:
     """Each acronym of `text` mapped to the run of capitalised words in `text` whose initials spell it.
 
     The run must be whole words, each capitalised ("United States" for "US"), joined by spaces, with small
-    joiners allowed inside ("Islamic State of Iraq" for "ISI"). When several runs spell one acronym, the
-    commonest wins (then the first). A text without lower-case letters (a shouted headline) has none.
+    joiners allowed inside ("Islamic State of Iraq" for "ISI"), at most 3 words a letter. When several
+    runs spell one acronym, the commonest wins (then the first). A text without lower-case letters (a
+    shouted headline) has none. One pass over the words, each starting one short run: linear in the text.
     """
     if not any(c.islower() for c in text):
         return {}
     acronyms = set(_ACRONYM.findall(text))
     if not acronyms:
         return {}
+    longest = max(len(a) for a in acronyms)
+    prefixes = {a[:n] for a in acronyms for n in range(1, len(a) + 1)}
     words = [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
     capitalised = [_CAPITALISED.fullmatch(w) is not None and w.lower() not in _NOT_INITIALS for w, _, _ in words]
-    pairs: dict[str, str] = {}
-    for acronym in sorted(acronyms):
-        runs: Counter[str] = Counter()
-        for first, (word, _, _) in enumerate(words):
-            if capitalised[first] and word[0] == acronym[0]:
-                run = _run_spelling(words, capitalised, first, acronym, text)
-                if run is not None:
-                    runs[run] += 1
-        if runs:
-            pairs[acronym] = runs.most_common(1)[0][0]
-    return pairs
-
-
-def _run_spelling(
-    words: list[tuple[str, int, int]], capitalised: list[bool], first: int, acronym: str, text: str
-) -> str | None:
-    """The words from `first` on whose initials spell `acronym` exactly, as they stand in `text`, or None."""
-    letter, last = 0, first
-    for at in range(first, len(words)):
-        if letter == len(acronym):
-            break
-        word = words[at][0]
-        if capitalised[at] and word[0] == acronym[letter]:
-            letter, last = letter + 1, at
-        elif not (letter and word in _JOINERS):
-            return None
-    if letter < len(acronym):
-        return None
-    run = text[words[first][1] : words[last][2]]
-    return " ".join(run.split()) if re.fullmatch(r"[A-Za-z]+(?:\s+[A-Za-z]+)*", run) else None
+    runs: dict[str, Counter[str]] = {}
+    for first in range(len(words)):
+        if not capitalised[first]:
+            continue
+        initials = ""
+        for at in range(first, min(len(words), first + 3 * longest)):  # a run: at most 3 words a letter
+            word = words[at][0]
+            if capitalised[at]:
+                initials += word[0]
+                if initials not in prefixes:
+                    break
+                run = text[words[first][1] : words[at][2]]
+                if initials in acronyms and at - first < 3 * len(initials) and _PLAIN_WORDS.fullmatch(run):
+                    runs.setdefault(initials, Counter())[" ".join(run.split())] += 1
+            elif word not in _JOINERS:
+                break
+    return {acronym: counts.most_common(1)[0][0] for acronym, counts in sorted(runs.items())}
 
 
 def with_other_forms(text: str, acronyms: Mapping[str, str]) -> str:

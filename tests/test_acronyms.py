@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.acronyms import spelled_out, with_other_forms
+from indexer.acronyms import _JOINERS, _NOT_INITIALS, spelled_out, with_other_forms
 from indexer.lexical import BM25Config, LexicalIndex, bm25_texts
 
 RAQQA = (
@@ -40,6 +43,43 @@ def test_the_form_a_text_lacks_is_appended_and_nothing_else_changes():
     assert with_other_forms("Islamic State held Raqqa.", pairs) == "Islamic State held Raqqa. IS"
     assert with_other_forms("The IS, or Islamic State, held it.", pairs) == "The IS, or Islamic State, held it."
     assert with_other_forms("This city is large.", pairs) == "This city is large.", "'is' is no acronym"
+
+
+def spelled_out_by_brute_force(text: str) -> dict[str, str]:
+    """The plain reading of `spelled_out`'s rule: for each acronym, try every start word."""
+    if not any(c.islower() for c in text):
+        return {}
+    words = [(m.group(0), m.start(), m.end()) for m in re.finditer(r"[A-Za-z][\w'’-]*", text)]
+    initial = [re.fullmatch(r"[A-Z][a-z]+", w) is not None and w.lower() not in _NOT_INITIALS for w, _, _ in words]
+    pairs = {}
+    for acronym in sorted(set(re.findall(r"\b[A-Z]{2,6}\b", text))):
+        found: Counter[str] = Counter()
+        for first in range(len(words)):
+            letter, at, last = 0, first, first
+            while letter < len(acronym) and at < len(words) and at < first + 3 * len(acronym):
+                if initial[at] and words[at][0][0] == acronym[letter]:
+                    letter, last = letter + 1, at
+                elif not (letter and words[at][0] in _JOINERS):
+                    break
+                at += 1
+            run = text[words[first][1] : words[last][2]]
+            if letter == len(acronym) and re.fullmatch(r"[A-Za-z]+(?:\s+[A-Za-z]+)*", run):
+                found[" ".join(run.split())] += 1
+        if found:
+            pairs[acronym] = found.most_common(1)[0][0]
+    return pairs
+
+
+NAMEISH = st.lists(
+    st.sampled_from(["IS", "US", "ISIL", "Islamic", "State", "United", "States", "Iraq", "Levant", "of", "the", "and"])
+    | st.sampled_from(["In", "fighters", ",", ".", "\n", "held", "Syria", "Union", "Sea"]),
+    max_size=40,
+).map(" ".join)
+
+
+@given(NAMEISH)
+def test_spelled_out_agrees_with_the_brute_force_reading_of_its_rule(text: str):
+    assert spelled_out(text) == spelled_out_by_brute_force(text)
 
 
 @given(st.text(alphabet=st.sampled_from("ISUabc .\n(),-"), max_size=80))
