@@ -16,13 +16,16 @@ from collections.abc import Mapping
 from bm25s.stopwords import STOPWORDS_EN
 
 _ACRONYM = re.compile(r"\b[A-Z]{2,6}\b")
-_WORD = re.compile(r"[A-Za-z][\w'’-]*")
 _CAPITALISED = re.compile(r"[A-Z][a-z]+")  # "United", "State"; not "US-backed" nor "ISIL"
 # A capitalised stopword starts a sentence, not a name: "In Syria" does not spell "IS".
 _NOT_INITIALS = frozenset(STOPWORDS_EN)
 # Small words a spelled-out name may hold without an initial: "Islamic State of Iraq and the Levant".
 _JOINERS = frozenset({"of", "the", "and", "for", "on", "in", "de", "du", "la", "al"})
-_PLAIN_WORDS = re.compile(r"[A-Za-z]+(?:\s+[A-Za-z]+)*")  # words and spaces only: no "Syria, Iraq"
+# Capitalised words, and joiners between them, separated by white space only ("Syria, Iraq" is two).
+_WHOLE = r"(?<![\w'’-])(?:[A-Z][a-z]+|{joiner})(?![\w'’-])"
+_CAPITALISED_STRETCH = re.compile(
+    rf"{_WHOLE.format(joiner='(?!)')}(?:\s+{_WHOLE.format(joiner='|'.join(sorted(_JOINERS)))})*"
+)
 
 
 def spelled_out(text: str) -> dict[str, str]:
@@ -31,33 +34,32 @@ def spelled_out(text: str) -> dict[str, str]:
     The run must be whole words, each capitalised ("United States" for "US"), joined by spaces, with small
     joiners allowed inside ("Islamic State of Iraq" for "ISI"), at most 3 words a letter. When several
     runs spell one acronym, the commonest wins (then the first). A text without lower-case letters (a
-    shouted headline) has none. One pass over the words, each starting one short run: linear in the text.
+    shouted headline) has none. Linear in the text: a regular expression finds the stretches of
+    capitalised words, and only their words are walked.
     """
     if not any(c.islower() for c in text):
         return {}
     acronyms = set(_ACRONYM.findall(text))
     if not acronyms:
         return {}
-    longest = max(len(a) for a in acronyms)
     prefixes = {a[:n] for a in acronyms for n in range(1, len(a) + 1)}
-    words = [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
-    capitalised = [_CAPITALISED.fullmatch(w) is not None and w.lower() not in _NOT_INITIALS for w, _, _ in words]
     runs: dict[str, Counter[str]] = {}
-    for first in range(len(words)):
-        if not capitalised[first]:
-            continue
-        initials = ""
-        for at in range(first, min(len(words), first + 3 * longest)):  # a run: at most 3 words a letter
-            word = words[at][0]
-            if capitalised[at]:
-                initials += word[0]
-                if initials not in prefixes:
+    for stretch in _CAPITALISED_STRETCH.finditer(text):
+        words = stretch.group(0).split()
+        initial = [_CAPITALISED.fullmatch(w) is not None and w.lower() not in _NOT_INITIALS for w in words]
+        for first in range(len(words)):
+            if not initial[first]:
+                continue
+            initials = ""
+            for at in range(first, len(words)):
+                if initial[at]:
+                    initials += words[at][0]
+                    if initials not in prefixes:
+                        break
+                    if initials in acronyms and at - first < 3 * len(initials):
+                        runs.setdefault(initials, Counter())[" ".join(words[first : at + 1])] += 1
+                elif words[at] not in _JOINERS:
                     break
-                run = text[words[first][1] : words[at][2]]
-                if initials in acronyms and at - first < 3 * len(initials) and _PLAIN_WORDS.fullmatch(run):
-                    runs.setdefault(initials, Counter())[" ".join(run.split())] += 1
-            elif word not in _JOINERS:
-                break
     return {acronym: counts.most_common(1)[0][0] for acronym, counts in sorted(runs.items())}
 
 
