@@ -31,6 +31,7 @@ ABLATIONS: dict[str, RetrievalConfig] = {
     "no second stage (best-sentence answer score)": RetrievalConfig(answer_rerank=0.0),
     "second stage without the answer-kind cue": RetrievalConfig(rerank_cue=0.0),
     "second stage without the sentence's cosine": RetrievalConfig(rerank_cosine=0.0),
+    "answering sentence: no penalty for headline-like lines": RetrievalConfig(heading_penalty=0.0),
     "dense: passage cosine only (no best sentence)": RetrievalConfig(sentence_weight=0.0),
     "highlight: cosine only (no term coverage, no cue)": RetrievalConfig(highlight_term_weight=0.0, cue_bonus=0.0),
     "highlight: no question-type cue": RetrievalConfig(cue_bonus=0.0),

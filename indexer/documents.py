@@ -77,6 +77,25 @@ def is_dateline(line: str) -> bool:
     return _DATE_LINE.match(" ".join(line.split())) is not None
 
 
+def _short_and_unpunctuated(words: list[str]) -> bool:
+    """A line of at most 20 words and 150 characters that does not end like a sentence."""
+    return bool(words) and len(words) <= 20 and len(" ".join(words)) <= 150 and not _SENTENCE_END.search(words[-1])
+
+
+def _mostly_capitalised(words: list[str]) -> bool:
+    return sum(w[:1].isupper() or not w[:1].isalpha() for w in words) >= 0.6 * len(words)
+
+
+def reads_as_headline(line: str) -> bool:
+    """True for a line that reads as a headline: short, no sentence-ending punctuation, mostly capitalised words.
+
+    Scraped articles carry such lines besides their own headline: related-story links ("Perfect Timing:
+    Why Syrian Army Joined 'Race' to Liberate Raqqa"), photo credits ("File photo - Sputnik International").
+    """
+    words = line.split()
+    return _short_and_unpunctuated(words) and _mostly_capitalised(words)
+
+
 def detect_title(text: str) -> str | None:
     """The headline of a scraped article: its first content line if it reads as one, else None.
 
@@ -89,11 +108,10 @@ def detect_title(text: str) -> str | None:
         if not line or is_boilerplate_line(line) or is_dateline(line):
             continue
         words = line.split()
-        if len(line) > 150 or len(words) > 20 or _SENTENCE_END.search(line):
+        if not _short_and_unpunctuated(words):
             return None
         followed_by_blank = index + 1 >= len(lines) or not lines[index + 1].strip()
-        capitalised = sum(w[:1].isupper() or not w[:1].isalpha() for w in words) / len(words)
-        return line if followed_by_blank or capitalised >= 0.6 else None
+        return line if followed_by_blank or _mostly_capitalised(words) else None
     return None
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_LINE = re.compile(r"[^\r\n\u2028\u2029\x0b\x0c\x1c-\x1e\x85]+")
+_LINE_BREAKS = "\r\n\u2028\u2029\x0b\x0c\x1c\x1d\x1e\x85"
+_LINE = re.compile(f"[^{_LINE_BREAKS}]+")
 # A boundary: terminal punctuation, optional closing quotes/brackets, then whitespace.
 _BOUNDARY = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)")
 _ABBREVIATIONS = frozenset(
@@ -57,6 +58,14 @@ def line_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
         if span is not None:
             spans.append(span)
     return spans
+
+
+def line_of(text: str, span: Span) -> Span:
+    """The line of `text` that holds `span` (a sentence never crosses a line break), trimmed."""
+    start = max(text.rfind(mark, 0, span.start) for mark in _LINE_BREAKS) + 1
+    match = _LINE.match(text, span.end)
+    end = match.end() if match else span.end
+    return _strip_span(text, start, end) or span
 
 
 def sentence_spans_of_line(text: str, line: Span) -> list[Span]:

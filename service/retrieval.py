@@ -6,11 +6,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 import faiss
 import numpy as np
 
-from indexer.sentences import Span
+from indexer.documents import reads_as_headline
+from indexer.sentences import Span, line_of
 from indexer.snapshot import Snapshot
 from service.cues import AnswerKind, answer_kind, has_answer_kind
 from service.filters import SearchFilter, allowed_chunks
@@ -20,6 +22,9 @@ RRF_CONSTANT = 60
 COPY_COSINE = 0.9
 
 QueryEncoder = Callable[[str], np.ndarray]
+# A yes/no fact about a sentence: it holds an answer of some kind, or it sits on a headline-like line.
+SentenceFact = AnswerKind | Literal["heading"]
+HEADING: SentenceFact = "heading"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class RetrievalConfig:
     rerank_cue: float = 0.25  # ... and of its answer-kind cue within that score
     rerank_cosine: float = 1.0  # ... and of its cosine to the question within that score
     rerank_depth: int = 30  # ... over this many of the best fused passages
+    heading_penalty: float = 0.5  # answering sentence, both stages: taken off a sentence of a headline-like line
     skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
 
 
@@ -195,46 +201,60 @@ def answer_sentence_scores(
     holds_kind: np.ndarray | None,
     term_weight: float = RetrievalConfig.highlight_term_weight,
     cue_bonus: float = RetrievalConfig.cue_bonus,
+    in_heading: np.ndarray | None = None,
+    heading_penalty: float = RetrievalConfig.heading_penalty,
 ) -> np.ndarray:
     """How likely each sentence answers the question: cosine + term coverage + the answer-kind cue.
 
     The cosine alone picks the sentence that restates the question; the answer is often the next one
     ("Speaking to NBC News, Carter said ..."), which shares the rarer question terms or holds the
     kind of thing asked for (`holds_kind`: per sentence, None when the question asks for no kind).
+    A sentence `in_heading` loses `heading_penalty` (see `heading_adjusted`).
     """
     scores = np.zeros(len(coverage)) if similarities is None else similarities.astype(np.float64)
     scores = scores + term_weight * coverage
     if holds_kind is not None and cue_bonus:
         scores += cue_bonus * holds_kind.astype(np.float64)
-    return scores
+    return heading_adjusted(scores, in_heading, heading_penalty)
 
 
-class SentenceKinds:
-    """Whether each sentence of a snapshot holds each kind of answer, found on first need and then kept.
+def heading_adjusted(scores: np.ndarray, in_heading: np.ndarray | None, penalty: float) -> np.ndarray:
+    """`scores` less `penalty` for each sentence on a headline-like line.
 
-    The regular expressions of `has_answer_kind` cost ~2 us a sentence; the second stage asks about some
-    hundred sentences per question, often the same ones. One byte per sentence and kind (0 unknown, 1 no,
-    2 yes), one array per kind: threads that race fill in the same values.
+    Scraped news carries headlines of other stories and photo credits amid the text ("Perfect Timing:
+    Why Syrian Army Joined 'Race' to Liberate Raqqa"). They name a topic close to the question and
+    state no answer, yet their cosine to the question is high; the article's own sentence should win.
+    """
+    if in_heading is None or not penalty:
+        return scores
+    return scores - penalty * in_heading.astype(np.float64)
+
+
+class SentenceFacts:
+    """Yes/no facts about a snapshot's sentences (holds a date, sits on a headline-like line), found on first need.
+
+    A fact costs a regular expression, ~2 us a sentence; the second stage asks about some hundred
+    sentences per question, often the same ones, so each answer is kept. One byte per sentence and
+    fact (0 unknown, 1 no, 2 yes), one array per fact: threads that race fill in the same values.
     """
 
-    def __init__(self, count: int, texts: Callable[[np.ndarray], list[str]]) -> None:
+    def __init__(self, count: int, find: Callable[[SentenceFact, np.ndarray], list[bool]]) -> None:
         self._count = count
-        self._texts = texts
-        self._flags: dict[AnswerKind, np.ndarray] = {}
+        self._find = find
+        self._flags: dict[SentenceFact, np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def holds(self, sentence_rows: np.ndarray, kind: AnswerKind) -> np.ndarray:
-        """For each of `sentence_rows`, whether it holds an answer of `kind`."""
-        flags = self._flags.get(kind)
+    def holds(self, sentence_rows: np.ndarray, fact: SentenceFact) -> np.ndarray:
+        """For each of `sentence_rows`, whether `fact` holds of it."""
+        flags = self._flags.get(fact)
         if flags is None:
             with self._lock:
-                flags = self._flags.setdefault(kind, np.zeros(self._count, dtype=np.uint8))
+                flags = self._flags.setdefault(fact, np.zeros(self._count, dtype=np.uint8))
         values = flags[sentence_rows]
         unknown = np.flatnonzero(values == 0)
         if len(unknown):
             rows = sentence_rows[unknown]
-            found = [has_answer_kind(text, kind) for text in self._texts(rows)]
-            values[unknown] = np.where(found, 2, 1)
+            values[unknown] = np.where(self._find(fact, rows), 2, 1)
             flags[rows] = values[unknown]
         return np.asarray(values == 2)
 
@@ -252,18 +272,22 @@ def best_sentence_scores(
     lengths: np.ndarray,
     cue_weight: float = RetrievalConfig.rerank_cue,
     cosine_weight: float = RetrievalConfig.rerank_cosine,
+    in_heading: np.ndarray | None = None,
+    heading_penalty: float = RetrievalConfig.heading_penalty,
 ) -> np.ndarray:
     """Per passage, the answer score of its best sentence: the second stage's bonus before its weight.
 
     A sentence scores its term coverage, plus `cue_weight` when it holds the kind of answer asked for,
-    plus `cosine_weight` times its cosine to the question. The sentences of the passages come one
-    passage after another, `lengths` of them each (a passage without sentences scores 0).
+    plus `cosine_weight` times its cosine to the question, less `heading_penalty` when it is `in_heading`.
+    The sentences of the passages come one passage after another, `lengths` of them each (a passage
+    without sentences scores 0).
     """
     scores = coverage.astype(np.float64)
     if holds_kind is not None:
         scores = scores + cue_weight * holds_kind
     if similarities is not None:
         scores = scores + cosine_weight * similarities
+    scores = heading_adjusted(scores, in_heading, heading_penalty)
     best = np.zeros(len(lengths))
     present = lengths > 0
     if present.any():
@@ -283,7 +307,7 @@ class Retriever:
         self.snapshot = snapshot
         self._encode_query = encode_query
         self.config = config or RetrievalConfig()
-        self._kinds = SentenceKinds(len(snapshot.sentence_starts), self._sentence_texts)
+        self._facts = SentenceFacts(len(snapshot.sentence_starts), self._find_facts)
 
     def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
         """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
@@ -434,11 +458,13 @@ class Retriever:
         kind = answer_kind(query) if config.rerank_cue else None
         best = best_sentence_scores(
             sentence_coverage(snapshot, sentence_rows, query_ids, query_weights),
-            self._kinds.holds(sentence_rows, kind) if kind is not None else None,
+            self._facts.holds(sentence_rows, kind) if kind is not None else None,
             snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None and config.rerank_cosine else None,
             lengths,
             config.rerank_cue,
             config.rerank_cosine,
+            self._facts.holds(sentence_rows, HEADING) if config.heading_penalty else None,
+            config.heading_penalty,
         )
         reranked = dict(fused)
         for row, bonus in zip(rows, best.tolist(), strict=True):
@@ -466,9 +492,11 @@ class Retriever:
         scores = answer_sentence_scores(
             similarities,
             coverage,
-            self._kinds.holds(sentence_rows, kind) if kind is not None else None,
+            self._facts.holds(sentence_rows, kind) if kind is not None else None,
             config.highlight_term_weight,
             config.cue_bonus,
+            self._facts.holds(sentence_rows, HEADING) if config.heading_penalty else None,
+            config.heading_penalty,
         )
         answers, at = {}, 0
         for row, own in zip(rows, per_row, strict=True):
@@ -478,12 +506,18 @@ class Retriever:
             at += len(own)
         return answers
 
-    def _sentence_texts(self, sentence_rows: np.ndarray) -> list[str]:
+    def _find_facts(self, fact: SentenceFact, sentence_rows: np.ndarray) -> list[bool]:
         snapshot = self.snapshot
-        return [
-            snapshot.documents[snapshot.sentence_docs[r]].text[snapshot.sentence_starts[r] : snapshot.sentence_ends[r]]
-            for r in sentence_rows.tolist()
-        ]
+        found = []
+        for row in sentence_rows.tolist():
+            text = snapshot.documents[snapshot.sentence_docs[row]].text
+            span = Span(int(snapshot.sentence_starts[row]), int(snapshot.sentence_ends[row]))
+            if fact == HEADING:
+                line = line_of(text, span)
+                found.append(reads_as_headline(text[line.start : line.end]))
+            else:
+                found.append(has_answer_kind(text[span.start : span.end], AnswerKind(fact)))
+        return found
 
     def _distinct(self, ordered: Sequence[int], k: int) -> tuple[list[int], dict[int, list[int]]]:
         """The first `k` rows that are distinct evidence, and for each the duplicates folded into it.

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from indexer.chunking import ChunkerConfig, chunk_document, clip_title, content_blocks, embedding_text
 from indexer.documents import Document
-from indexer.sentences import normalize_whitespace, sentence_spans
+from indexer.sentences import line_of, line_spans, normalize_whitespace, sentence_spans
 
 # Pieces that real scraped text is made of: words, NBSP, CRLF, emoji, quotes, abbreviations, long runs.
 MESSY_PIECES = st.sampled_from(
@@ -90,6 +90,16 @@ def test_sentences_are_exact_trimmed_and_in_order(text):
         assert not piece[0].isspace() and not piece[-1].isspace()
     assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
     assert {i for i, ch in enumerate(text) if not ch.isspace()} <= covered(text, spans)
+
+
+@PROPERTY
+@given(text=MESSY_TEXT)
+def test_each_sentence_lies_on_its_line(text):
+    lines = line_spans(text)
+    for span in sentence_spans(text):
+        line = line_of(text, span)
+        assert line in lines, (text, span, line)
+        assert line.start <= span.start and span.end <= line.end
 
 
 def test_boilerplate_lines_never_enter_chunks(embedder, seed_documents):

@@ -7,9 +7,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from indexer.documents import reads_as_headline
 from indexer.lexical import QUESTION_WORDS, BM25Config, LexicalIndex, bm25_texts, mark_acronyms
 from service.cues import AnswerKind, answer_kind, has_answer_kind
-from service.retrieval import RetrievalConfig, answer_sentence_scores, best_sentence_scores, term_coverage
+from service.retrieval import (
+    HEADING,
+    RetrievalConfig,
+    answer_sentence_scores,
+    best_sentence_scores,
+    term_coverage,
+)
 
 HIGHLIGHT_TERM_WEIGHT = RetrievalConfig.highlight_term_weight
 CUE_BONUS = RetrievalConfig.cue_bonus
@@ -114,6 +121,39 @@ def test_second_stage_scores_each_passage_by_its_best_sentence():
     assert with_cosine[0] - with_cosine[1] > with_cue[0] - with_cue[1], "meaning widens the answer's lead"
 
 
+def test_a_headline_of_another_story_loses_to_the_answering_sentence():
+    # "which le figaro journalist reported on the race to raqqa": a related story's link inside the article
+    # is close in meaning; the answer shares two rare terms but little meaning.
+    sentences = ["Perfect Timing: Why Syrian Army Joined 'Race' to Liberate Raqqa", "Malbrunot of Le Figaro notes."]
+    coverage, cosine = np.array([0.35, 0.45]), np.array([0.52, 0.25])
+    in_heading = np.array([reads_as_headline(sentence) for sentence in sentences])
+    assert in_heading.tolist() == [True, False]
+    lengths = np.array([2])
+    without = best_sentence_scores(coverage, None, cosine, lengths, cosine_weight=1.0, heading_penalty=0)
+    assert without.tolist() == pytest.approx([0.35 + 0.52])
+    penalised = best_sentence_scores(coverage, None, cosine, lengths, 0.25, 1.0, in_heading, heading_penalty=0.5)
+    assert penalised.tolist() == pytest.approx([0.45 + 0.25]), "the best sentence is now the article's own"
+    highlight = answer_sentence_scores(cosine, coverage, None, in_heading=in_heading, heading_penalty=0.5)
+    assert int(np.argmax(highlight)) == 1
+    assert np.argmax(answer_sentence_scores(cosine, coverage, None, in_heading=None)) == 0
+    only_headings = best_sentence_scores(coverage[:1], None, cosine[:1], np.array([1]), 0.25, 1.0, in_heading[:1])
+    assert only_headings[0] < without[0], "a passage of headlines alone keeps a lowered score, not none"
+
+
+def test_seed_headlines_inside_an_article_are_found(engine):
+    retriever = engine.state.retriever
+    snapshot = retriever.snapshot
+    document = next(i for i, d in enumerate(snapshot.documents) if d.doc_id.startswith("004_"))
+    rows = np.flatnonzero(snapshot.sentence_docs == document)
+    text = snapshot.documents[document].text
+    flagged = {
+        text[snapshot.sentence_starts[r] : snapshot.sentence_ends[r]]
+        for r in rows[retriever._facts.holds(rows, HEADING)]
+    }
+    assert "Perfect Timing: Why Syrian Army Joined 'Race' to Liberate Raqqa" in flagged
+    assert not any("Malbrunot" in sentence for sentence in flagged)
+
+
 def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
     snapshot = engine.snapshot
     lexical = snapshot.lexical
@@ -129,22 +169,23 @@ def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
     assert expanded, "some seed sentences use an acronym their article spells out ('IS', 'SDF')"
 
 
-def test_sentence_kinds_are_found_once_and_agree_with_has_answer_kind():
-    from service.retrieval import SentenceKinds
+def test_sentence_facts_are_found_once_each_and_kept():
+    from service.retrieval import SentenceFact, SentenceFacts
 
     texts = ["Raqqa fell in 2013.", "The city is large.", "About 200 troops came.", "Carter spoke."]
-    asked: list[list[int]] = []
+    asked: list[tuple[SentenceFact, list[int]]] = []
 
-    def lookup(rows: np.ndarray) -> list[str]:
-        asked.append(rows.tolist())
-        return [texts[r] for r in rows.tolist()]
+    def find(fact: SentenceFact, rows: np.ndarray) -> list[bool]:
+        asked.append((fact, rows.tolist()))
+        return [has_answer_kind(texts[r], AnswerKind(fact)) for r in rows.tolist()]
 
-    kinds = SentenceKinds(len(texts), lookup)
+    facts = SentenceFacts(len(texts), find)
     for rows in ([0, 1], [1, 2, 3, 0], [3, 2]):
         for kind in (AnswerKind.time, AnswerKind.number):
             expected = [has_answer_kind(texts[r], kind) for r in rows]
-            assert kinds.holds(np.array(rows), kind).tolist() == expected
-    assert sorted(r for call in asked for r in call) == sorted([0, 1, 2, 3] * 2), "each sentence once per kind"
+            assert facts.holds(np.array(rows), kind).tolist() == expected
+    for kind in (AnswerKind.time, AnswerKind.number):
+        assert sorted(r for fact, call in asked if fact == kind for r in call) == [0, 1, 2, 3], "each sentence once"
 
 
 def test_acronyms_that_lowercase_into_stopwords_stay_terms():

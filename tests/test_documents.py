@@ -12,6 +12,7 @@ from indexer.documents import (
     detect_title,
     is_boilerplate_line,
     load_documents,
+    reads_as_headline,
     validate_doc_id,
 )
 from tests.conftest import SEEDS
@@ -56,6 +57,24 @@ def test_boilerplate_lines_are_recognised(line):
 )
 def test_content_lines_are_not_boilerplate(line):
     assert not is_boilerplate_line(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "headline"),
+    [
+        ("Perfect Timing: Why Syrian Army Joined 'Race' to Liberate Raqqa", True),  # a related story's link
+        ("Russia Will 'Poke US in the Eye' if Assad Retakes Raqqa Before Rebels", True),
+        ("Soldiers of the Syrian Arab Army (SAA). File photo - Sputnik International", True),  # photo credit
+        ("Syrian government army and militia - Sputnik International", False),  # mostly lower case: a caption
+        ("There is no coordination between the two armies, Georges Malbrunot of Le Figaro notes.", False),
+        ("Georges Malbrunot Of Le Figaro Notes.", False),  # ends like a sentence
+        ("As he remembers:", False),
+        (" ".join(["Word"] * 21), False),  # too long for a headline
+        ("", False),
+    ],
+)
+def test_headline_like_lines(line, headline):
+    assert reads_as_headline(line) is headline
 
 
 def test_title_rules():
