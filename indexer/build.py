@@ -14,7 +14,7 @@ from tqdm import tqdm
 from indexer.chunking import Chunk, ChunkerConfig, chunk_document, clip_title, embedding_text
 from indexer.documents import Document
 from indexer.embedding import Embedder
-from indexer.lexical import BM25Config, LexicalIndex, bm25_texts
+from indexer.lexical import BM25Config, LexicalIndex, bm25_texts, document_acronyms
 from indexer.sentences import normalize_whitespace, sentence_spans
 from indexer.snapshot import (
     IndexContent,
@@ -186,8 +186,10 @@ def build_index(
     # BM25 sees the passage alone: a title repeated in every chunk of a document would skew its term statistics.
     rows = {d.doc_id: row for row, d in enumerate(content.documents)}
     spans = ((rows[c.doc_id], c.start, c.end) for c in content.chunks)
-    lexical = LexicalIndex.build(bm25_texts([d.text for d in content.documents], spans, bm25), bm25)
-    path = write_snapshot(index_dir, content, embedder.info, chunker, bm25, lexical)
+    texts = [d.text for d in content.documents]
+    acronyms = document_acronyms(texts, bm25)  # once, for the passages here and the sentences in the snapshot
+    lexical = LexicalIndex.build(bm25_texts(texts, spans, bm25, acronyms), bm25)
+    path = write_snapshot(index_dir, content, embedder.info, chunker, bm25, lexical, acronyms)
     report = BuildReport(
         snapshot=path,
         documents=len(documents),

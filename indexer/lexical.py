@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +52,33 @@ def mark_acronyms(text: str) -> str:
     return _ACRONYM_STOPWORD.sub(lambda m: m.group(0).lower() + "_acr", text)
 
 
-def bm25_texts(document_texts: Sequence[str], spans: Iterable[tuple[int, int, int]], config: BM25Config) -> list[str]:
+def document_acronyms(document_texts: Sequence[str], config: BM25Config) -> list[Mapping[str, str]]:
+    """The acronym pairs each document spells out (indexer/acronyms.py); none when `config` does not expand them.
+
+    A build finds them once and hands them to `bm25_texts` for the passages and again for the sentences.
+    """
+    return [spelled_out(text) if config.expand_acronyms else {} for text in document_texts]
+
+
+def bm25_texts(
+    document_texts: Sequence[str],
+    spans: Iterable[tuple[int, int, int]],
+    config: BM25Config,
+    acronyms: Sequence[Mapping[str, str]] | None = None,
+) -> list[str]:
     """What BM25 indexes for each (document row, start, end) span of `document_texts`.
 
     The span's text with whitespace normalised and, with `config.expand_acronyms`, the other form of each
-    acronym its document spells out (indexer/acronyms.py). Passages and sentences go through here alike,
-    so the highlight's term coverage sees what BM25 saw.
+    acronym its document spells out (`acronyms[row]`, from `document_acronyms`; found here when not given).
+    Passages and sentences go through here alike, so the highlight's term coverage sees what BM25 saw.
     """
-    pairs: dict[int, dict[str, str]] = {}
+    pairs: dict[int, Mapping[str, str]] = {}
     texts = []
     for row, start, end in spans:
         text = normalize_whitespace(document_texts[row][start:end])
         if config.expand_acronyms:
             if row not in pairs:
-                pairs[row] = spelled_out(document_texts[row])
+                pairs[row] = acronyms[row] if acronyms is not None else spelled_out(document_texts[row])
             text = with_other_forms(text, pairs[row])
         texts.append(text)
     return texts

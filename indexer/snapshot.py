@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -204,11 +204,19 @@ class Snapshot:
 
 
 def sentence_terms(
-    documents: list[Document], sentence_docs: np.ndarray, starts: np.ndarray, ends: np.ndarray, lexical: LexicalIndex
+    documents: list[Document],
+    sentence_docs: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    lexical: LexicalIndex,
+    acronyms: Sequence[Mapping[str, str]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each sentence's BM25 vocabulary ids as CSR (ptr, ids): the highlight's term coverage without tokenising."""
+    """Each sentence's BM25 vocabulary ids as CSR (ptr, ids): the highlight's term coverage without tokenising.
+
+    `acronyms`: each document's pairs when the caller found them already (`document_acronyms`).
+    """
     spans = zip(sentence_docs.tolist(), starts.tolist(), ends.tolist(), strict=True)
-    ids = lexical.token_ids_batch(bm25_texts([d.text for d in documents], spans, lexical.config))
+    ids = lexical.token_ids_batch(bm25_texts([d.text for d in documents], spans, lexical.config, acronyms))
     ptr = np.cumsum([0] + [len(i) for i in ids], dtype=np.int64)
     return ptr, np.array([t for i in ids for t in i], dtype=np.int64)
 
@@ -366,10 +374,12 @@ def write_snapshot(
     chunker: ChunkerConfig,
     bm25: BM25Config,
     lexical: LexicalIndex,
+    acronyms: Sequence[Mapping[str, str]] | None = None,
 ) -> Path:
     """Write a complete snapshot to a temporary folder, rename it into place, then point CURRENT at it.
 
     A crash at any moment leaves CURRENT naming the previous complete snapshot (or no index at all).
+    `acronyms` are the documents' pairs as `lexical` was built with them (found again when not given).
     """
     documents, chunks, sentences = content.documents, content.chunks, content.sentences
     for what, vectors, items in (
@@ -398,7 +408,7 @@ def write_snapshot(
         sentence_docs = np.array([doc_rows[s.doc_id] for s in sentences], dtype=np.int32)
         sentence_starts = np.array([s.start for s in sentences], dtype=np.int64)
         sentence_ends = np.array([s.end for s in sentences], dtype=np.int64)
-        term_ptr, term_ids = sentence_terms(documents, sentence_docs, sentence_starts, sentence_ends, lexical)
+        term_ptr, term_ids = sentence_terms(documents, sentence_docs, sentence_starts, sentence_ends, lexical, acronyms)
         np.savez(
             staging / "sentences.npz",
             doc=sentence_docs,

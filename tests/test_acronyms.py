@@ -106,3 +106,18 @@ def test_bm25_finds_the_spelled_out_form_for_an_acronym_question_and_back():
     assert plain.scores(plain.query_token_ids(spelled))[1] == 0, "the second span says 'IS' only"
     assert expanded.scores(expanded.query_token_ids(spelled))[1] > 0
     assert bm25_texts(texts, spans, BM25Config())[2] == texts[1], "another document's pairs do not apply"
+
+
+def test_a_build_finds_each_documents_pairs_once(tmp_path, embedder, seed_documents, monkeypatch):
+    import indexer.lexical
+    from indexer.build import build_index
+
+    calls: Counter[str] = Counter()
+
+    def counted(text: str) -> dict[str, str]:
+        calls[text] += 1
+        return spelled_out(text)
+
+    monkeypatch.setattr(indexer.lexical, "spelled_out", counted)
+    build_index(seed_documents, tmp_path / "index", embedder, show_progress=False)
+    assert sorted(calls.values()) == [1] * len(seed_documents), "passages and sentences share one finding"
