@@ -26,6 +26,7 @@ serve: install
 
 lint: install
 	$(BIN)/ruff check indexer service tests bench
+	$(BIN)/ruff format --check indexer service tests bench
 	$(BIN)/mypy
 
 test: install lint browser
