@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench clean browser screenshot fuzz load
+.PHONY: install index serve test lint bench bench-writes crash clean browser screenshot fuzz load
 
 install: $(STAMP)
 
@@ -41,6 +41,14 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Write cost at 10k, 100k and 1M passages (add, replace, delete, 1,000 at once): writes bench/WRITES.md and its plot.
+bench-writes: $(BENCH_STAMP)
+	$(BIN)/python -m bench.writes --sizes $(or $(WRITE_SIZES),10000,100000,1000000) --report bench/WRITES.md
+
+# The crash harness of `make test`, long: 200 SIGKILLs of a writer at random moments; writes bench/CRASH.md.
+crash: install
+	CITELINE_CRASH_KILLS=200 CITELINE_CRASH_REPORT=bench/CRASH.md $(BIN)/pytest -q -s tests/test_crash.py
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download cannot be reached); apt needs root.
 # Without it they skip, saying so.

@@ -18,7 +18,6 @@ from bench.common import ROOT, LatencySummary, citeline_server
 from bench.report import write_report
 from indexer.documents import load_documents
 from indexer.embedding import Embedder
-from indexer.snapshot import load_snapshot
 from service.engine import Engine, chunker_config
 from service.evaluation import load_dataset
 from service.settings import Settings
@@ -135,18 +134,18 @@ def main() -> int:
     for folder in (txtai_seeds, txtai_squad):
         shutil.rmtree(folder, ignore_errors=True)
     peer_build = {
-        "seeds_s": peer.build_txtai(seeds_engine.snapshot, embedder, txtai_seeds),
-        "squad_s": peer.build_txtai(squad_engine.snapshot, embedder, txtai_squad),
+        "seeds_s": peer.build_txtai(seeds_engine.view, embedder, txtai_seeds),
+        "squad_s": peer.build_txtai(squad_engine.view, embedder, txtai_squad),
     }
     results["peer_quality"] = {
-        "seeds": peer.txtai_quality(seeds_engine.snapshot, txtai_seeds, seeds),
-        **{f"squad-{n}": peer.txtai_quality(squad_engine.snapshot, txtai_squad, d) for n, d in halves.items()},
+        "seeds": peer.txtai_quality(seeds_engine.view, txtai_seeds, seeds),
+        **{f"squad-{n}": peer.txtai_quality(squad_engine.view, txtai_squad, d) for n, d in halves.items()},
     }
     del squad_engine
 
     logger.info("latency: floor, citeline over HTTP, txtai over HTTP")
     questions = [q.text for q in seeds.queries]
-    results["floor"] = latency.bare_floor(seeds_engine.snapshot, embedder.name, questions, repeats=300)
+    results["floor"] = latency.bare_floor(seeds_engine.view, embedder.name, questions, repeats=300)
     results["peer_inprocess_ms"] = peer.txtai_inprocess_latency(txtai_seeds, questions, repeats=300)
     results["peer_build"] = peer_build
     levels = [1, 8, 32]
@@ -174,13 +173,12 @@ def main() -> int:
         )
     results["peer_http"] = {c: asdict(s) for c, s in peer_levels.items()}
 
-    logger.info("writes: one document into 10k- and 100k-passage collections")
-    squad_snapshot = load_snapshot(squad_index)
+    logger.info("writes: one document into collections of %s passages", args.write_sizes)
     write_results = {}
     for size in [int(s) for s in args.write_sizes.split(",") if s]:
         folder = work / f"writes-{size}"
         shutil.rmtree(folder, ignore_errors=True)
-        build_s = writes.replicated_index(squad_snapshot, size, folder)
+        build_s = writes.replicated_index(squad_index, size, folder)
         write_results[str(size)] = {**writes.write_cost(folder, embedder), "build_s": build_s}
         shutil.rmtree(folder, ignore_errors=True)
     results["writes"] = write_results

@@ -1,4 +1,4 @@
-"""Indexing speed: `citeline index` (build_index) beside a bare `model.encode` of the same passages."""
+"""Indexing speed: `citeline index` (sync_index) beside a bare `model.encode` of the same passages."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import shutil
 import time
 from pathlib import Path
 
-from indexer.build import build_index
+from indexer.build import sync_index
 from indexer.chunking import clip_title, embedding_text
 from indexer.documents import load_documents
 from indexer.embedding import Embedder, resolve_model
-from indexer.snapshot import load_snapshot
+from indexer.store.store import Store
 from service.engine import chunker_config
 from service.settings import Settings
 
@@ -21,16 +21,20 @@ def index_corpus(corpus: Path, index: Path, embedder: Embedder, rebuild: bool) -
         shutil.rmtree(index)
     documents = load_documents([corpus])
     started = time.perf_counter()
-    report = build_index(documents, index, embedder, chunker_config(Settings(), embedder), show_progress=False)
+    report = sync_index(documents, index, embedder, chunker_config(Settings(), embedder), show_progress=False)
     seconds = time.perf_counter() - started
-    snapshot = load_snapshot(index)
+    store = Store.open(index)
+    try:
+        passages, sentences = store.records.count("passages"), store.records.count("sentences")
+    finally:
+        store.close()
     return {
         "documents": float(report.documents),
-        "chunks": float(snapshot.num_chunks),
-        "sentences": float(len(snapshot.sentence_docs)),
+        "chunks": float(passages),
+        "sentences": float(sentences),
         "embedded_chunks": float(report.embedded_chunks),
         "seconds": seconds,
-        "passages_per_s": snapshot.num_chunks / seconds if report.embedded_chunks else float("nan"),
+        "passages_per_s": passages / seconds if report.embedded_chunks else float("nan"),
     }
 
 
@@ -38,11 +42,15 @@ def bare_encode(index: Path, embedder: Embedder, batch_size: int = 64) -> dict[s
     """Seconds and passages/s of a bare `SentenceTransformer.encode` of the index's passage texts."""
     from sentence_transformers import SentenceTransformer
 
-    snapshot = load_snapshot(index)
+    store = Store.open(index)
+    try:
+        view = store.load()
+    finally:
+        store.close()
     texts = []
-    for row in range(snapshot.num_chunks):
-        document = snapshot.documents[snapshot.chunk_docs[row]]
-        texts.append(embedding_text(clip_title(document.title, embedder.token_counter), snapshot.chunk_text(row)))
+    for row in range(view.num_passages):
+        title = clip_title(view.passage_document(row).title, embedder.token_counter)
+        texts.append(embedding_text(title, view.passage_text(row)))
     model = SentenceTransformer(resolve_model(embedder.name), device="cpu")
     started = time.perf_counter()
     model.encode(texts, batch_size=batch_size, normalize_embeddings=True)

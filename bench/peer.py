@@ -12,34 +12,34 @@ from bench.common import free_port, percentile, running
 from indexer.chunking import clip_title, embedding_text
 from indexer.embedding import Embedder
 from indexer.sentences import Span, normalize_whitespace
-from indexer.snapshot import Snapshot
+from indexer.store.view import View
 from service.evaluation import Dataset, judge_beir, judge_qa
 from service.metrics import summarize
 from service.retrieval import Hit
 
 
-def build_txtai(snapshot: Snapshot, embedder: Embedder, folder: Path) -> float:
-    """Index the snapshot's passages (the same text Citeline embeds) with txtai; returns seconds taken."""
+def build_txtai(view: View, embedder: Embedder, folder: Path) -> float:
+    """Index the view's passages (the same text Citeline embeds) with txtai; returns seconds taken."""
     from txtai import Embeddings
 
     started = time.perf_counter()
     embeddings = Embeddings(path=embedder.info.path, content=True, backend="faiss")
     rows = []
-    for row in range(snapshot.num_chunks):
-        document = snapshot.documents[snapshot.chunk_docs[row]]
-        title = clip_title(document.title, embedder.token_counter)
-        rows.append({"id": str(row), "text": embedding_text(title, snapshot.chunk_text(row))})
+    for row in range(view.num_passages):
+        title = clip_title(view.passage_document(row).title, embedder.token_counter)
+        rows.append({"id": str(row), "text": embedding_text(title, view.passage_text(row))})
     embeddings.index(rows)
     embeddings.save(str(folder))
     return time.perf_counter() - started
 
 
-def _hits(snapshot: Snapshot, results: Sequence[dict[str, object]]) -> list[Hit]:
+def _hits(view: View, results: Sequence[dict[str, object]]) -> list[Hit]:
     hits = []
     for rank, result in enumerate(results, start=1):
         row = int(str(result["id"]))
-        document = snapshot.documents[snapshot.chunk_docs[row]]
-        start, end = int(snapshot.chunk_starts[row]), int(snapshot.chunk_ends[row])
+        document = view.passage_document(row)
+        span = view.passage_span(row)
+        start, end = span.start, span.end
         text = document.text[start:end]
         score = float(str(result["score"]))
         hits.append(
@@ -62,7 +62,7 @@ def _hits(snapshot: Snapshot, results: Sequence[dict[str, object]]) -> list[Hit]
     return hits
 
 
-def txtai_quality(snapshot: Snapshot, folder: Path, dataset: Dataset, depth: int = 100) -> dict[str, float]:
+def txtai_quality(view: View, folder: Path, dataset: Dataset, depth: int = 100) -> dict[str, float]:
     """txtai's metrics over `dataset`, judged exactly as Citeline's (its highlight is the whole passage)."""
     from txtai import Embeddings
 
@@ -74,7 +74,7 @@ def txtai_quality(snapshot: Snapshot, folder: Path, dataset: Dataset, depth: int
     for at in range(0, len(dataset.queries), batch):
         queries = dataset.queries[at : at + batch]
         for query, results in zip(queries, embeddings.batchsearch([q.text for q in queries], depth), strict=True):
-            judged.append(judge(_hits(snapshot, results), query))
+            judged.append(judge(_hits(view, results), query))
     return summarize(judged)
 
 

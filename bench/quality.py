@@ -9,15 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from indexer.build import build_index
+from indexer.build import sync_index
 from indexer.chunking import ChunkerConfig
 from indexer.documents import Document
 from indexer.embedding import Embedder
 from indexer.lexical import BM25Config
-from indexer.snapshot import load_snapshot
+from indexer.store.migrate import rebuild
 from service.engine import Engine
 from service.evaluation import Dataset, Query, corpus_groups, evaluate, half_of, load_dataset, split_half
-from service.retrieval import Mode, RetrievalConfig, Retriever
+from service.retrieval import Mode, RetrievalConfig
+from service.settings import Settings
 
 MODES = list(Mode)
 Metrics = dict[str, dict[str, float]]  # mode -> metric -> value
@@ -72,9 +73,11 @@ def run_index_ablations(
         index = default_dir if position == 0 else work / f"variant-{position}"
         shutil.rmtree(index, ignore_errors=True)
         if variant_chunker == chunker and position:
-            shutil.copytree(default_dir, index)
-        build_index(documents, index, embedder, variant_chunker, bm25, show_progress=False)
-        retriever = Retriever(load_snapshot(index), embedder.encode_query, RetrievalConfig())
+            rebuild(default_dir, index, bm25)  # other BM25 settings: the same passages and vectors
+        else:
+            sync_index(documents, index, embedder, variant_chunker, bm25, show_progress=False)
+        variant = Engine.load(Settings(index=index), embedder=embedder)
+        retriever = variant.retriever(RetrievalConfig(), embedder.encode_query)
         results[name] = evaluate(retriever, dataset, [Mode.hybrid], encode_queries=lambda _texts: vectors)["hybrid"]
         if position:
             shutil.rmtree(index, ignore_errors=True)
@@ -137,7 +140,7 @@ def run_quality(
     config: RetrievalConfig | None = None,
 ) -> Metrics:
     """Metrics per mode over `dataset` (queries encoded once, in batches)."""
-    retriever = Retriever(engine.snapshot, embedder.encode_query, config or RetrievalConfig())
+    retriever = engine.retriever(config or RetrievalConfig(), embedder.encode_query)
     return evaluate(retriever, dataset, modes, encode_queries=embedder.encode_queries, show_progress=False)
 
 
@@ -150,12 +153,12 @@ def run_ablations(engine: Engine, embedder: Embedder, dataset: Dataset) -> dict[
     vectors = embedder.encode_queries(texts)
     results = {}
     for name, config in ABLATIONS.items():
-        retriever = Retriever(engine.snapshot, embedder.encode_query, config)
+        retriever = engine.retriever(config, embedder.encode_query)
         metrics = evaluate(retriever, dataset, [Mode.hybrid], encode_queries=lambda _texts: vectors)
         results[name] = metrics["hybrid"]
     if embedder.query_encoder != embedder.encoder:
         passage_vectors = embedder.encode(texts)
-        retriever = Retriever(engine.snapshot, embedder.encode_query, RetrievalConfig())
+        retriever = engine.retriever(RetrievalConfig(), embedder.encode_query)
         metrics = evaluate(retriever, dataset, [Mode.hybrid], encode_queries=lambda _texts: passage_vectors)
         results[f"questions encoded by {embedder.encoder} (like passages), not {embedder.query_encoder}"] = metrics[
             "hybrid"

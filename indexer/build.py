@@ -1,4 +1,8 @@
-"""The indexing pipeline: documents → chunks → vectors + BM25 → a new snapshot, reusing unchanged work."""
+"""The indexing pipeline: documents → passages and sentences → vectors and terms → the store.
+
+`prepare` is the expensive, pure part (chunking and embedding); `sync_index` and the service's writes hand
+its records to the store. Unchanged documents (same content hash) are never embedded again.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +15,25 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from indexer.chunking import Chunk, ChunkerConfig, chunk_document, clip_title, embedding_text
+from indexer.chunking import ChunkerConfig, chunk_document, clip_title, embedding_text
+from indexer.collection import API_SOURCE
 from indexer.documents import Document
 from indexer.embedding import Embedder
-from indexer.lexical import BM25Config, LexicalIndex, bm25_texts, document_acronyms
+from indexer.lexical import Analyzer, BM25Config, bm25_texts, document_acronyms, term_id
 from indexer.sentences import normalize_whitespace, sentence_spans
-from indexer.snapshot import (
-    IndexContent,
-    Snapshot,
-    SnapshotError,
-    load_snapshot,
-    prune_snapshots,
-    write_snapshot,
-)
+from indexer.store.records import DocumentRecord, Passage, Sentence
+from indexer.store.store import NoIndexError, Store, StoreError, writer_lock
 
 logger = logging.getLogger(__name__)
+# Documents embedded and stored per transaction by a bulk index: a killed run keeps what it stored.
+BATCH_DOCUMENTS = 256
 
 
 @dataclass(frozen=True)
 class BuildReport:
     """What one indexing run did."""
 
-    snapshot: Path
+    index: Path
     documents: int
     chunks: int
     embedded_chunks: int
@@ -41,163 +42,162 @@ class BuildReport:
     seconds: float
 
 
-def _reusable(
-    index_dir: Path, embedder: Embedder, chunker: ChunkerConfig, previous: Snapshot | None
-) -> Snapshot | None:
-    """The current snapshot (`previous`, or loaded) if its chunks and vectors can be reused, else None."""
-    if previous is None:
-        try:
-            previous = load_snapshot(index_dir)
-        except SnapshotError:
-            return None
-    manifest = previous.manifest
-    if manifest.model.fingerprint != embedder.info.fingerprint or manifest.chunker != chunker:
-        logger.info("index rebuilt from scratch: model or chunker settings changed")
-        return None
-    return previous
-
-
-@dataclass
-class _DocumentParts:
-    """One document's chunks and sentences; vectors are None until embedded (reused ones are set)."""
-
-    document: Document
-    chunks: list[Chunk]
-    sentences: list[Chunk]
-    chunk_sentences: list[list[int]]  # local sentence indices of each chunk
-    chunk_vectors: np.ndarray | None = None
-    sentence_vectors: np.ndarray | None = None
-
-
-def _split(document: Document, embedder: Embedder, chunker: ChunkerConfig) -> _DocumentParts:
+def _split(document: Document, embedder: Embedder, chunker: ChunkerConfig) -> tuple[list[Passage], list[Sentence]]:
+    """A document's passages and the distinct sentences they hold (terms filled in later)."""
     chunks = chunk_document(document, embedder.token_counter, chunker)
     local: dict[tuple[int, int], int] = {}
-    chunk_sentences = []
+    passages = []
     for chunk in chunks:
         spans = sentence_spans(document.text, chunk.start, chunk.end)
-        chunk_sentences.append([local.setdefault((s.start, s.end), len(local)) for s in spans])
-    sentences = [Chunk(document.doc_id, start, end) for start, end in local]
-    return _DocumentParts(document, chunks, sentences, chunk_sentences)
+        passages.append(
+            Passage(chunk.start, chunk.end, tuple(local.setdefault((s.start, s.end), len(local)) for s in spans))
+        )
+    return passages, [Sentence(start, end, ()) for start, end in local]
 
 
-def _reuse(document: Document, previous: Snapshot, chunk_rows: list[int], sentence_rows: list[int]) -> _DocumentParts:
-    local = {old: new for new, old in enumerate(sentence_rows)}
-    return _DocumentParts(
-        document,
-        chunks=[previous.chunk(r) for r in chunk_rows],
-        sentences=[
-            Chunk(document.doc_id, int(previous.sentence_starts[r]), int(previous.sentence_ends[r]))
-            for r in sentence_rows
+def with_terms(
+    document: Document, passages: Sequence[Passage], sentences: Sequence[Sentence], analyzer: Analyzer
+) -> tuple[list[Passage], list[Sentence]]:
+    """The spans with their BM25 terms as `term_id`s: a passage's in order with repeats (what BM25 scores), a
+    sentence's distinct and sorted (what the highlight's term coverage compares). Acronym pairs are found once."""
+    config = analyzer.config
+    acronyms = document_acronyms([document.text], config)
+    spans = [(0, p.start, p.end) for p in passages] + [(0, s.start, s.end) for s in sentences]
+    texts = bm25_texts([document.text], spans, config, acronyms)
+    terms = [[term_id(t) for t in analyzer.terms(text)] for text in texts]
+    return (
+        [Passage(p.start, p.end, p.sentences, tuple(t)) for p, t in zip(passages, terms, strict=False)],
+        [
+            Sentence(s.start, s.end, tuple(sorted(set(t))))
+            for s, t in zip(sentences, terms[len(passages) :], strict=True)
         ],
-        chunk_sentences=[[local[int(s)] for s in previous.sentence_rows_of(r)] for r in chunk_rows],
-        chunk_vectors=previous.vectors(np.asarray(chunk_rows, dtype=np.int64)),
-        sentence_vectors=previous.sentence_matrix[np.asarray(sentence_rows, dtype=np.int64)],
     )
 
 
-def _embed_missing(parts: list[_DocumentParts], embedder: Embedder, embed_title: bool, show_progress: bool) -> int:
-    """Embed the chunks (title line + passage) and sentences of parts that have no vectors yet."""
-    todo = [p for p in parts if p.chunk_vectors is None]
-    if not todo:
-        return 0
-    passages = [p.document.text[c.start : c.end] for p in todo for c in p.chunks]
+def prepare(
+    documents: Sequence[Document],
+    embedder: Embedder,
+    chunker: ChunkerConfig,
+    bm25: BM25Config,
+    show_progress: bool = False,
+) -> list[DocumentRecord]:
+    """Chunk and embed `documents` (title line + passage for passages; sentences alone) into records."""
+    analyzer = Analyzer(bm25)
+    split = []
+    for document in documents:
+        passages, sentences = _split(document, embedder, chunker)
+        split.append((document, *with_terms(document, passages, sentences, analyzer)))
     titles = [
-        clip_title(p.document.title, embedder.token_counter) if embed_title else None for p in todo for _ in p.chunks
+        clip_title(d.title, embedder.token_counter) if chunker.embed_title else None for d, ps, _ in split for _ in ps
     ]
-    sentences = [normalize_whitespace(p.document.text[s.start : s.end]) for p in todo for s in p.sentences]
-    logger.info("embedding %d chunks and %d sentences", len(passages), len(sentences))
-    chunk_vectors = embedder.encode(
-        [embedding_text(t, x) for t, x in zip(titles, passages, strict=True)], show_progress=show_progress
-    )
-    sentence_vectors = embedder.encode(sentences, show_progress=show_progress)
-    chunk_at, sentence_at = 0, 0
-    for part in todo:
-        part.chunk_vectors = chunk_vectors[chunk_at : chunk_at + len(part.chunks)]
-        part.sentence_vectors = sentence_vectors[sentence_at : sentence_at + len(part.sentences)]
-        chunk_at += len(part.chunks)
-        sentence_at += len(part.sentences)
-    return len(passages)
-
-
-def _assemble(parts: list[_DocumentParts], dimension: int) -> IndexContent:
-    chunks: list[Chunk] = []
-    sentences: list[Chunk] = []
-    chunk_sentences: list[list[int]] = []
-    for part in parts:
-        offset = len(sentences)
-        chunks.extend(part.chunks)
-        sentences.extend(part.sentences)
-        chunk_sentences.extend([offset + i for i in rows] for rows in part.chunk_sentences)
+    passage_texts = [d.text[p.start : p.end] for d, ps, _ in split for p in ps]
+    sentence_texts = [normalize_whitespace(d.text[s.start : s.end]) for d, _, ss in split for s in ss]
+    dimension = embedder.info.dimension
     empty = np.zeros((0, dimension), dtype=np.float32)
-    return IndexContent(
-        documents=[p.document for p in parts],
-        chunks=chunks,
-        chunk_vectors=np.vstack([empty] + [p.chunk_vectors for p in parts if p.chunk_vectors is not None]),
-        sentences=sentences,
-        sentence_vectors=np.vstack([empty] + [p.sentence_vectors for p in parts if p.sentence_vectors is not None]),
-        chunk_sentences=chunk_sentences,
+    passage_vectors = (
+        embedder.encode([embedding_text(t, x) for t, x in zip(titles, passage_texts, strict=True)], show_progress)
+        if passage_texts
+        else empty
     )
+    sentence_vectors = embedder.encode(sentence_texts, show_progress) if sentence_texts else empty
+    records, p_at, s_at = [], 0, 0
+    for document, passages, sentences in split:
+        records.append(
+            DocumentRecord(
+                document=document,
+                passages=passages,
+                sentences=sentences,
+                passage_vectors=np.asarray(passage_vectors[p_at : p_at + len(passages)], dtype=np.float32),
+                sentence_vectors=np.asarray(sentence_vectors[s_at : s_at + len(sentences)], dtype=np.float32),
+            )
+        )
+        p_at += len(passages)
+        s_at += len(sentences)
+    return records
 
 
-def build_index(
+def open_or_create(index_dir: Path, embedder: Embedder, chunker: ChunkerConfig, bm25: BM25Config) -> Store:
+    """The store of `index_dir`, created empty when there is none (call under the writer lock)."""
+    try:
+        store = Store.open(index_dir)
+    except NoIndexError:
+        return Store.create(index_dir, embedder.info, chunker, bm25)
+    store.recover()
+    return store
+
+
+def sync_index(
     documents: Sequence[Document],
     index_dir: Path,
     embedder: Embedder,
     chunker: ChunkerConfig | None = None,
     bm25: BM25Config | None = None,
     show_progress: bool = True,
-    previous: Snapshot | None = None,
+    keep_api_documents: bool = False,
 ) -> BuildReport:
-    """Index `documents` into a new snapshot of `index_dir`; unchanged documents keep their vectors.
+    """Make the index hold exactly `documents`: embed new or changed ones, delete the rest.
 
-    `previous` is the live snapshot when the caller has it loaded already (a running service), so it
-    is not read from disk again.
+    With `keep_api_documents`, documents written through the API (source `api`) stay too, unless one of
+    `documents` has the same id (the sources are the user's declared truth; that is logged). Which they are
+    is decided under the writer lock, so an API write landing meanwhile is never dropped.
+
+    Work is stored in batches of `BATCH_DOCUMENTS`, each durable on its own: a run that is interrupted
+    and started again embeds only what it had not stored. A store built with another model or chunker
+    is refused (`StoreError`): its vectors and passages would not match new ones.
     """
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig(token_limit=embedder.token_limit)
     bm25 = bm25 or BM25Config()
     if chunker.token_limit > embedder.token_limit:
         raise ValueError(f"token_limit {chunker.token_limit} exceeds the model's limit {embedder.token_limit}")
-    previous = _reusable(index_dir, embedder, chunker, previous)
-    old_hashes = previous.manifest.documents if previous else {}
-    old_chunks = previous.chunk_rows_by_doc() if previous else {}
-    old_sentences = previous.sentences_by_doc() if previous else {}
-
-    parts: list[_DocumentParts] = []
-    for document in tqdm(documents, desc="chunking", unit="doc", disable=not show_progress):
-        if previous is not None and old_hashes.get(document.doc_id) == document.content_hash:
-            parts.append(
-                _reuse(document, previous, old_chunks.get(document.doc_id, []), old_sentences.get(document.doc_id, []))
-            )
-        else:
-            parts.append(_split(document, embedder, chunker))
-    reused_documents = sum(1 for p in parts if p.chunk_vectors is not None)
-    removed = len(set(old_hashes) - {d.doc_id for d in documents})
-    unchanged = list(documents) == (previous.documents if previous else None)
-    if previous is not None and reused_documents == len(parts) and unchanged and previous.manifest.bm25 == bm25:
-        logger.info("index is up to date: nothing to embed or remove")
-        prune_snapshots(index_dir)  # still clear what writers killed mid-write left behind
-        return BuildReport(
-            previous.path, len(documents), previous.num_chunks, 0, reused_documents, 0, time.perf_counter() - started
-        )
-
-    embedded = _embed_missing(parts, embedder, chunker.embed_title, show_progress)
-    content = _assemble(parts, embedder.info.dimension)
-    # BM25 sees the passage alone: a title repeated in every chunk of a document would skew its term statistics.
-    rows = {d.doc_id: row for row, d in enumerate(content.documents)}
-    spans = ((rows[c.doc_id], c.start, c.end) for c in content.chunks)
-    texts = [d.text for d in content.documents]
-    acronyms = document_acronyms(texts, bm25)  # once, for the passages here and the sentences in the snapshot
-    lexical = LexicalIndex.build(bm25_texts(texts, spans, bm25, acronyms), bm25)
-    path = write_snapshot(index_dir, content, embedder.info, chunker, bm25, lexical, acronyms)
+    with writer_lock(index_dir):
+        store = open_or_create(index_dir, embedder, chunker, bm25)
+        try:
+            built = store.settings
+            if built.model.fingerprint != embedder.info.fingerprint or built.chunker != chunker:
+                raise StoreError(
+                    f"the index at {index_dir} was built with other settings (model {built.model.name!r}, "
+                    f"{built.chunker}); index into a new directory, or delete this one to rebuild it"
+                )
+            stored = store.records.content_hashes()
+            wanted = {d.doc_id for d in documents}
+            if keep_api_documents:
+                for doc_id, source in store.records.sources().items():
+                    if source != API_SOURCE:
+                        continue
+                    if doc_id in wanted:
+                        logger.warning(
+                            "document %r written through the API is replaced by the one from the sources", doc_id
+                        )
+                    else:
+                        wanted.add(doc_id)
+            todo = [d for d in documents if stored.get(d.doc_id) != d.content_hash]
+            removed = [doc_id for doc_id in stored if doc_id not in wanted]
+            if removed:
+                store.write([], removed)
+            chunks = 0
+            progress = tqdm(total=len(todo), desc="indexing", unit="doc", disable=not show_progress or not todo)
+            for at in range(0, len(todo), BATCH_DOCUMENTS):
+                batch = todo[at : at + BATCH_DOCUMENTS]
+                records = prepare(batch, embedder, store.settings.chunker, store.settings.bm25)
+                store.write(records)
+                chunks += sum(len(r.passages) for r in records)
+                progress.update(len(batch))
+            progress.close()
+            total = store.records.count("passages")
+        finally:
+            store.close()
     report = BuildReport(
-        snapshot=path,
+        index=index_dir,
         documents=len(documents),
-        chunks=len(content.chunks),
-        embedded_chunks=embedded,
-        reused_documents=reused_documents,
-        removed_documents=removed,
+        chunks=total,
+        embedded_chunks=chunks,
+        reused_documents=len(documents) - len(todo),
+        removed_documents=len(removed),
         seconds=time.perf_counter() - started,
     )
-    logger.info("index written: %s", report)
+    if todo or removed:
+        logger.info("index written: %s", report)
+    else:
+        logger.info("index is up to date: nothing to embed or remove")
     return report

@@ -12,7 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from indexer.snapshot import SnapshotError
+from indexer.store.bm25 import BM25Error
+from indexer.store.legacy import LegacyIndexError
+from indexer.store.records import DiskFullError, RecordsError
+from indexer.store.store import StoreError
 from service.engine import Engine, WriteQueueFullError, WriteTimeoutError
 from service.limits import RETRY_AFTER_SECONDS, BodySizeLimit, RequestTimeout
 from service.observability import Metrics, RequestObserver
@@ -29,15 +32,15 @@ a person can check: the document, its title and the exact character span in the 
 
 
 async def _follow_index(engine: Engine, every_seconds: float) -> None:
-    """Swap in snapshots written by another process (`citeline index` on the served index)."""
+    """Take in writes made by another process (`citeline index` on the served index)."""
     if every_seconds <= 0:
         return
     while True:
         await asyncio.sleep(every_seconds)
         try:
             await asyncio.to_thread(engine.refresh)
-        except Exception:  # a broken new snapshot must not stop serving the loaded one
-            logger.exception("could not load the index's new snapshot; still serving %s", engine.snapshot.path.name)
+        except Exception:  # a write that cannot be loaded must not stop serving what is loaded
+            logger.exception("could not take in the index's new writes; still serving version %s", engine.version)
 
 
 async def _unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -46,6 +49,12 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
+
+
+async def _disk_full(request: Request, error: Exception) -> JSONResponse:
+    """The disk refused a write: 507, nothing was written."""
+    logger.error("%s %s answered 507: %s", request.method, request.url.path, error)
+    return JSONResponse(status_code=507, content={"detail": str(error)})
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -58,8 +67,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             app.state.engine = Engine.load(settings)
         else:
             app.state.engine = engine
-        info = app.state.engine.snapshot
-        logger.info("serving %d documents, %d chunks from %s", len(info.documents), info.num_chunks, info.path)
+        view = app.state.engine.view
+        logger.info("serving %d documents, %d passages from %s", view.num_documents, view.live_passages, settings.index)
         # What is loaded now (modules, model, index) lives as long as the process: keep it out of the cyclic
         # garbage collector's scans, which would otherwise walk it all in every full collection (~14 ms,
         # a latency spike for whichever request triggers one).
@@ -70,6 +79,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        if engine is None:
+            app.state.engine.close()
 
     app = FastAPI(title="Citeline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -77,7 +88,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
     app.add_middleware(RequestObserver, metrics=app.state.metrics)  # outermost: sees every status, even 413/503
-    for error in (WriteQueueFullError, WriteTimeoutError, SnapshotError):
+    app.add_exception_handler(DiskFullError, _disk_full)
+    for error in (WriteQueueFullError, WriteTimeoutError, StoreError, RecordsError, BM25Error, LegacyIndexError):
         app.add_exception_handler(error, _unavailable)
     for router in (search.router, documents.router, health.router):
         app.include_router(router)

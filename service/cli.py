@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify",
         type=Path,
         metavar="DIR",
-        help="check the index in DIR instead: every file against the manifest's checksums, then the counts "
-        "(exit 1 naming the first problem)",
+        help="check the index in DIR instead: the record file's integrity, every citation inside its document, "
+        "the BM25 index against the records (exit 1 naming the first problem)",
     )
     index.add_argument("--chunk-tokens", type=int, help="target passage size in tokens (CITELINE_CHUNK_TOKENS)")
     index.add_argument("--overlap-sentences", type=int, help="sentences shared by neighbouring passages")
@@ -79,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (CITELINE_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (CITELINE_PORT, default 8000)")
     serve.add_argument("--sources", help="comma-separated sources to index before serving (CITELINE_SOURCES)")
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="move an index of format 1 or 2 (snapshots) to format 3, keeping its vectors",
+        description="Migrate an index built by an older release: its documents, passages and vectors go into "
+        "records.sqlite and a new BM25 index; nothing is re-embedded. `serve` and `index` do it too, saying so.",
+    )
+    add_common(migrate)
+
+    backup = commands.add_parser(
+        "backup",
+        help="copy an index consistently while it serves",
+        description="Copy the index (record file through SQLite's backup API, BM25 index as of the same write) "
+        "into DEST, a new directory, and verify the copy. A server keeps serving and waits for it to write.",
+    )
+    backup.add_argument("dest", type=Path, help="new directory for the copy")
+    add_common(backup)
 
     search = commands.add_parser("search", help="answer one question from the shell, without a server")
     search.add_argument("question")
@@ -169,13 +186,35 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _run_verify(index_dir: Path) -> int:
-    from indexer.snapshot import SnapshotError, verify_index
+    from indexer.store.legacy import LegacyIndexError
+    from indexer.store.maintenance import verify_index
+    from indexer.store.records import RecordsError
+    from indexer.store.store import StoreError
 
     try:
         print(verify_index(index_dir).summary())
-    except SnapshotError as error:
+    except (StoreError, RecordsError, LegacyIndexError) as error:
         print(f"citeline: index is damaged: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _run_migrate(settings: Settings) -> int:
+    from indexer.store.migrate import migrate
+    from indexer.store.store import is_legacy, is_store
+
+    if not is_legacy(settings.index):
+        state = "is already format 3" if is_store(settings.index) else "holds no index"
+        print(f"citeline: {settings.index} {state}: nothing to migrate")
+        return 0
+    print(f"migrated {migrate(settings.index)} documents into {settings.index} (format 3)")
+    return 0
+
+
+def _run_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.store.maintenance import backup
+
+    print(backup(settings.index, args.dest).summary())
     return 0
 
 
@@ -228,7 +267,7 @@ def _run_serve(settings: Settings) -> int:
         timeout_keep_alive=max(1, math.ceil(settings.keep_alive_seconds)),
     )
     # Requests cut at the deadline still hold worker threads, which Python would wait for at exit: leave
-    # without them (a write cut short leaves the previous snapshot, as a crash would).
+    # without them (a write cut short is either stored whole or not at all, as in a crash).
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     for thread in busy:
         thread.join(timeout=1.0)
@@ -273,7 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     from indexer.documents import SourceError
     from indexer.embedding import ModelError
-    from indexer.snapshot import SnapshotError
+    from indexer.store.bm25 import BM25Error
+    from indexer.store.legacy import LegacyIndexError
+    from indexer.store.records import RecordsError
+    from indexer.store.store import StoreError
     from service.evaluation import DatasetError
 
     try:
@@ -283,8 +325,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_serve(settings)
         if args.command == "eval":
             return _run_eval(args, settings)
+        if args.command == "migrate":
+            return _run_migrate(settings)
+        if args.command == "backup":
+            return _run_backup(args, settings)
         return _run_search(args, settings)
-    except (SnapshotError, SourceError, ModelError, DatasetError, ValueError) as error:
+    except (
+        StoreError,
+        RecordsError,
+        BM25Error,
+        LegacyIndexError,
+        SourceError,
+        ModelError,
+        DatasetError,
+        ValueError,
+    ) as error:
         print(f"citeline: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,41 +1,34 @@
-"""The loaded state of a running service: the encoder and the current snapshot, validated together."""
+"""The loaded state of a running service: the encoder and the live view of the store, validated together."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
-
-from indexer.build import build_index
+from indexer.build import open_or_create, prepare, sync_index
 from indexer.chunking import ChunkerConfig
-from indexer.collection import add_documents, delete_document, replace_document, sync_sources
+from indexer.collection import ConflictError, UnknownDocumentError
 from indexer.documents import Document, load_documents
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, ModelInfo
 from indexer.encoders import index_encoder_cache
-from indexer.snapshot import (
-    CURRENT_FILE,
-    NoIndexError,
-    Snapshot,
-    SnapshotError,
-    current_snapshot_path,
-    load_snapshot,
-    writer_lock,
-)
+from indexer.lexical import Analyzer, BM25Config
+from indexer.store.migrate import migrate_if_needed
+from indexer.store.store import Store, StoreError, is_store, writer_lock
+from indexer.store.view import View
 from service.batching import BatchingEncoder
 from service.filters import SearchFilter
-from service.retrieval import Hit, Mode, QueryEncoder, Retriever
+from service.retrieval import Hit, Mode, QueryEncoder, RetrievalConfig, Retriever
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class ModelMismatchError(SnapshotError):
+class ModelMismatchError(StoreError):
     """The index was embedded with another model than the one this process runs."""
 
 
@@ -47,9 +40,8 @@ class WriteTimeoutError(RuntimeError):
     """A write could not start within the allowed wait (others were writing): nothing written."""
 
 
-def check_model(snapshot: Snapshot, embedder: Embedder, index_dir: Path) -> None:
+def check_model(built_with: ModelInfo, embedder: Embedder, index_dir: Path) -> None:
     """Refuse to serve an index whose vectors come from another model (answers would be silently wrong)."""
-    built_with = snapshot.manifest.model
     if built_with.fingerprint != embedder.info.fingerprint or built_with.dimension != embedder.info.dimension:
         raise ModelMismatchError(
             f"index at {index_dir} was built with model {built_with.name!r} ({built_with.path}, "
@@ -57,15 +49,6 @@ def check_model(snapshot: Snapshot, embedder: Embedder, index_dir: Path) -> None
             f"({embedder.info.path}, fingerprint {embedder.info.fingerprint[:12]}): re-index, "
             f"or set CITELINE_MODEL={built_with.path}"
         )
-
-
-def use_one_search_thread() -> None:
-    """One OpenMP thread for FAISS: a single question's search over a flat index is faster without a team.
-
-    Waking a team of OpenMP threads costs more than the search itself, and far more when other work holds
-    the cores (rough, 2 shared cores: 20k-vector flat search 1.2 ms on one thread, 26 ms on two).
-    """
-    faiss.omp_set_num_threads(1)
 
 
 def load_embedder(settings: Settings) -> Embedder:
@@ -97,20 +80,15 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
     Documents written through the API are kept; documents of the sources replace the rest.
     """
     from_sources = load_documents(settings.source_list())
-    with writer_lock(settings.index):
-        try:
-            previous: Snapshot | None = load_snapshot(settings.index)
-        except NoIndexError:
-            previous = None  # a damaged index is an error: rebuilding from the sources would drop API documents
-        documents = sync_sources(previous.documents if previous else [], from_sources)
-        report = build_index(
-            documents,
-            settings.index,
-            embedder,
-            chunker_config(settings, embedder),
-            show_progress=show_progress,
-            previous=previous,
-        )
+    migrate_if_needed(settings.index)
+    report = sync_index(
+        from_sources,
+        settings.index,
+        embedder,
+        chunker_config(settings, embedder),
+        show_progress=show_progress,
+        keep_api_documents=True,
+    )
     logger.info(
         "indexed %d documents (%d chunks, %d embedded, %d reused, %d removed) in %.1fs",
         report.documents,
@@ -124,16 +102,15 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
 
 @dataclass(frozen=True)
 class IndexState:
-    """One loaded snapshot and what searches over it need; replaced whole, never changed."""
+    """One view of the store and its searcher; replaced whole, never changed."""
 
-    snapshot: Snapshot
+    view: View
     retriever: Retriever
-    chunk_counts: dict[str, int]
+    loaded_at: float  # when this process made the view (a write, or catching up with another writer)
 
     @classmethod
-    def of(cls, snapshot: Snapshot, encode_query: QueryEncoder) -> IndexState:
-        counts = {doc_id: len(rows) for doc_id, rows in snapshot.chunk_rows_by_doc().items()}
-        return cls(snapshot, Retriever(snapshot, encode_query), counts)
+    def of(cls, view: View, encode_query: QueryEncoder, analyzer: Analyzer) -> IndexState:
+        return cls(view, Retriever(view, encode_query, analyzer), time.time())
 
 
 @dataclass(frozen=True)
@@ -146,18 +123,17 @@ class WriteResult:
 
 
 class Engine:
-    """One encoder plus the current snapshot; searches run on any thread, writes one at a time.
+    """One encoder plus the live view of the store; searches run on any thread, writes one at a time.
 
-    A search reads `state` once and finishes on that snapshot. A write builds and durably writes a new
-    snapshot under the writer lock, then swaps `state` in one assignment: readers never wait for a
-    write and never see half of one.
+    A search reads `state` once and finishes on that view. A write embeds its documents, stores them
+    durably (`Store.write`), then swaps in the next view in one assignment: readers never wait for a write
+    and never see half of one, and a write costs what its documents cost, whatever the collection's size.
     """
 
     def __init__(
         self,
         embedder: Embedder,
-        snapshot: Snapshot,
-        index_dir: Path,
+        store: Store,
         max_queued_writes: int = 0,
         write_wait_seconds: float = 0.0,
         batch_queries: bool = False,
@@ -165,54 +141,77 @@ class Engine:
         """`max_queued_writes`: writes that may wait for the one in progress (0: any number);
         `write_wait_seconds`: how long a write waits to start before it gives up (0: as long as it takes);
         `batch_queries`: encode questions that arrive together in one batch."""
-        check_model(snapshot, embedder, index_dir)
+        check_model(store.settings.model, embedder, store.index_dir)
         self.embedder = embedder
-        self.index_dir = index_dir
+        self.store = store
+        self.index_dir = store.index_dir
+        self.analyzer = Analyzer(store.settings.bm25)
         self._encode_query: QueryEncoder = (
             BatchingEncoder(embedder.encode_queries).encode_query if batch_queries else embedder.encode_query
         )
-        self._state = IndexState.of(snapshot, self._encode_query)
+        self._state = IndexState.of(store.load(), self._encode_query, self.analyzer)
         self._write_lock = threading.Lock()
         self.max_queued_writes = max_queued_writes
         self.write_wait_seconds = write_wait_seconds
         self._queue_lock = threading.Lock()
         self.queued_writes = 0  # writes waiting to start
-        self.refresh_error: str | None = None  # why the last attempt to follow CURRENT failed, until one succeeds
+        self.refresh_error: str | None = None  # why the last attempt to follow the store failed, until one succeeds
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
         """Load the model and the index named by `settings`, indexing `settings.sources` first if any.
 
-        With writes enabled (`CITELINE_API_KEY`) and no index yet, an empty one is created to write into.
+        A format 1 or 2 index is migrated first (no re-embedding). With writes enabled (`CITELINE_API_KEY`)
+        and no index yet, an empty one is created to write into.
         """
-        use_one_search_thread()
         if settings.source_list():
             embedder = embedder or load_embedder(settings)
             index_sources(settings, embedder)
-        elif settings.api_key and not (settings.index / CURRENT_FILE).exists():
-            logger.info("no index at %s: starting an empty one to add documents to", settings.index)
-            embedder = embedder or load_embedder(settings)
-            with writer_lock(settings.index):
-                build_index([], settings.index, embedder, chunker_config(settings, embedder), show_progress=False)
-        # The snapshot first: a missing index is reported before any model loading or export.
-        snapshot = load_snapshot(settings.index)
-        return cls(
-            embedder or load_embedder(settings),
-            snapshot,
-            settings.index,
-            max_queued_writes=settings.max_queued_writes,
-            write_wait_seconds=settings.request_timeout_seconds,
-            batch_queries=settings.batch_queries,
-        )
+        else:
+            migrate_if_needed(settings.index)
+            if settings.api_key and not is_store(settings.index):
+                logger.info("no index at %s: starting an empty one to add documents to", settings.index)
+                embedder = embedder or load_embedder(settings)
+                with writer_lock(settings.index):
+                    open_or_create(settings.index, embedder, chunker_config(settings, embedder), BM25Config()).close()
+        # The store first: a missing index is reported before any model loading or export.
+        store = Store.open(settings.index)
+        try:
+            if not store.read_only:
+                with writer_lock(settings.index):
+                    store.recover()
+            engine = cls(
+                embedder or load_embedder(settings),
+                store,
+                max_queued_writes=settings.max_queued_writes,
+                write_wait_seconds=settings.request_timeout_seconds,
+                batch_queries=settings.batch_queries,
+            )
+        except BaseException:
+            store.close()
+            raise
+        return engine
+
+    def close(self) -> None:
+        self.store.close()
 
     @property
     def state(self) -> IndexState:
-        """The current snapshot and its searcher (read it once per request)."""
+        """The current view and its searcher (read it once per request)."""
         return self._state
 
     @property
-    def snapshot(self) -> Snapshot:
-        return self._state.snapshot
+    def view(self) -> View:
+        return self._state.view
+
+    @property
+    def version(self) -> str:
+        """The served view's version: the sequence number of the last write it holds."""
+        return str(self._state.view.seq)
+
+    def retriever(self, config: RetrievalConfig | None = None, encode_query: QueryEncoder | None = None) -> Retriever:
+        """A searcher over the current view with other ranking settings (evaluation, ablations)."""
+        return Retriever(self.view, encode_query or self._encode_query, self.analyzer, config)
 
     def search(
         self,
@@ -226,22 +225,38 @@ class Engine:
         return self._state.retriever.search(query, k, mode, search_filter=search_filter, timings=timings)
 
     def refresh(self) -> bool:
-        """Load the snapshot CURRENT names if another process wrote a newer one; True if it swapped.
+        """Take in what another process wrote to the store; True if the view changed.
 
         A failure is kept in `refresh_error` (the service is then not ready) until a later refresh succeeds.
         """
         with self._write_lock:
             try:
-                swapped = self._refresh_locked()
+                changed = self._follow()
             except Exception as error:
                 self.refresh_error = str(error)
                 raise
             self.refresh_error = None
-            return swapped
+            return changed
+
+    def not_ready_because(self) -> str | None:
+        """Why answers may be stale (another process's writes not taken in, the BM25 index behind), or None."""
+        if self.refresh_error is not None:
+            return f"the index's newer writes fail to load: {self.refresh_error}"
+        if self.store.bm25_error is not None:
+            return f"the BM25 index is behind the record file: {self.store.bm25_error}"
+        return None
+
+    def _follow(self) -> bool:
+        view = self.store.follow(self._state.view)
+        if view is self._state.view:
+            return False
+        self._state = IndexState.of(view, self._encode_query, self.analyzer)
+        return True
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """Admit a write to the queue (or refuse it when full), wait for its turn, hold the writer locks."""
+        self.store.check_writable()
         with self._queue_lock:
             if self.max_queued_writes and self.queued_writes >= self.max_queued_writes:
                 raise WriteQueueFullError(
@@ -268,65 +283,48 @@ class Engine:
         finally:
             self._write_lock.release()
 
-    def _refresh_locked(self) -> bool:
-        if current_snapshot_path(self.index_dir).name == self._state.snapshot.path.name:
-            return False
-        snapshot = load_snapshot(self.index_dir)
-        check_model(snapshot, self.embedder, self.index_dir)
-        self._state = IndexState.of(snapshot, self._encode_query)
-        logger.info("swapped in snapshot %s", snapshot.path.name)
-        return True
-
-    def _commit(self, change: Callable[[list[Document]], list[Document]]) -> IndexState:
-        """Apply `change` to the documents, write the new snapshot durably, then swap it in."""
-        with self._writing():
-            self._refresh_locked()
-            current = self._state.snapshot
-            documents = change(list(current.documents))
-            manifest = current.manifest
-            report = build_index(
-                documents,
-                self.index_dir,
-                self.embedder,
-                manifest.chunker,
-                manifest.bm25,
-                show_progress=False,
-                previous=current,
-            )
-            self._refresh_locked()
-            logger.info(
-                "write committed: %d documents, %d chunks (%d embedded) in %.2fs",
-                report.documents,
-                report.chunks,
-                report.embedded_chunks,
-                report.seconds,
-            )
-            return self._state
+    def _commit(self, adds: Sequence[Document], deletes: Sequence[str] = ()) -> View:
+        """Embed `adds`, store them and `deletes` durably, then swap in the view that holds them."""
+        started = time.perf_counter()
+        settings = self.store.settings
+        records = prepare(adds, self.embedder, settings.chunker, settings.bm25)
+        self.store.write(records, deletes)
+        self._follow()
+        logger.info(
+            "write committed: %d added, %d deleted, %d passages embedded in %.2fs",
+            len(adds),
+            len(deletes),
+            sum(len(r.passages) for r in records),
+            time.perf_counter() - started,
+        )
+        return self._state.view
 
     def add_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
         """Add new documents in one write; `ConflictError` (nothing written) if any id exists."""
-        state = self._commit(lambda current: add_documents(current, documents))
-        return [WriteResult(d.doc_id, state.chunk_counts.get(d.doc_id, 0), True) for d in documents]
+        with self._writing():
+            self._follow()
+            clashes = [d.doc_id for d in documents if d.doc_id in self._state.view.doc_rows]
+            if clashes:
+                raise ConflictError(clashes)
+            view = self._commit(documents)
+        return [WriteResult(d.doc_id, view.passage_count(d.doc_id), True) for d in documents]
 
     def put_document(self, document: Document) -> WriteResult:
         """Create or replace the document with this id."""
-        created = False
-
-        def change(current: list[Document]) -> list[Document]:
-            nonlocal created
-            after, replaced = replace_document(current, document)
-            created = not replaced
-            return after
-
-        state = self._commit(change)
-        return WriteResult(document.doc_id, state.chunk_counts.get(document.doc_id, 0), created)
+        with self._writing():
+            self._follow()
+            created = document.doc_id not in self._state.view.doc_rows
+            view = self._commit([document])
+        return WriteResult(document.doc_id, view.passage_count(document.doc_id), created)
 
     def delete_document(self, doc_id: str) -> None:
         """Remove a document and its passages; `UnknownDocumentError` if there is none with this id."""
-        self._commit(lambda current: delete_document(current, doc_id))
+        with self._writing():
+            self._follow()
+            if doc_id not in self._state.view.doc_rows:
+                raise UnknownDocumentError(doc_id)
+            self._commit([], [doc_id])
 
     def document(self, doc_id: str) -> Document | None:
         """The indexed document with this id, None when there is none."""
-        snapshot = self._state.snapshot
-        row = snapshot.doc_rows.get(doc_id)
-        return None if row is None else snapshot.documents[row]
+        return self._state.view.document(doc_id)

@@ -1,4 +1,4 @@
-"""Search filters: which documents a search may return, as a pure predicate and a chunk mask."""
+"""Search filters: which documents a search may return, as a pure predicate and masks over a view's rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import date, datetime
 import numpy as np
 
 from indexer.documents import Document
-from indexer.snapshot import Snapshot
+from indexer.store.view import View
 
 DATE_FIELD = "date"
 
@@ -83,16 +83,22 @@ def document_matches(document: Document, search_filter: SearchFilter) -> bool:
     return True
 
 
-def allowed_chunks(snapshot: Snapshot, search_filter: SearchFilter | None) -> np.ndarray | None:
-    """Boolean mask over the snapshot's chunks that the filter allows; None when nothing is filtered."""
+def allowed_documents(view: View, search_filter: SearchFilter | None) -> np.ndarray | None:
+    """Boolean mask over the view's document rows that the filter allows (live ones only); None: no filter."""
     if search_filter is None or search_filter.is_empty:
         return None
-    documents = snapshot.documents
-    if search_filter.doc_ids and len(search_filter.doc_ids) < len(documents):
-        rows = [snapshot.doc_rows[d] for d in search_filter.doc_ids if d in snapshot.doc_rows]
-        candidates = [documents[r] for r in rows]
+    documents = view.documents
+    if search_filter.doc_ids and len(search_filter.doc_ids) < len(view.doc_rows):
+        rows = [view.doc_rows[d] for d in search_filter.doc_ids if d in view.doc_rows]
     else:
-        rows, candidates = list(range(len(documents))), documents
-    allowed_docs = np.zeros(len(documents), dtype=bool)
-    allowed_docs[[r for r, d in zip(rows, candidates, strict=True) if document_matches(d, search_filter)]] = True
-    return allowed_docs[snapshot.chunk_docs]
+        rows = sorted(view.doc_rows.values())
+    allowed = np.zeros(len(documents), dtype=bool)
+    allowed[[r for r in rows if document_matches(documents[r], search_filter)]] = True
+    return allowed
+
+
+def allowed_passages(view: View, allowed_docs: np.ndarray | None) -> np.ndarray | None:
+    """Boolean mask over the view's passage rows: live, and of an allowed document; None when all may be returned."""
+    if allowed_docs is None:
+        return view.live_mask()
+    return allowed_docs[view.passage_docs]

@@ -58,13 +58,19 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+def is_write(scope: Scope) -> bool:
+    """A request that changes documents: bounded by the engine's wait for its turn, not by the timeout."""
+    return scope["method"] in ("POST", "PUT", "DELETE") and str(scope["path"]).startswith("/documents")
+
+
 class RequestTimeout:
     """ASGI middleware: a request still running after `seconds` is answered 503 with Retry-After.
 
     The endpoints run in worker threads, which cannot be interrupted: the work goes on and its late
-    response is dropped. A search just finishes unseen; a write that had started may still be applied
-    (one still waiting for its turn gives up, see `Engine`), which the message says. A timer on the loop
-    sends the 503, so a request that finishes in time costs no extra task.
+    response is dropped, so a search just finishes unseen. Writes are not timed here: a write that has
+    started is stored whole and answered (never a 503 for a write that then lands), and one still waiting
+    for its turn gives up after the same number of seconds with nothing written (`Engine`). A timer on the
+    loop sends the 503, so a request that finishes in time costs no extra task.
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
@@ -73,7 +79,7 @@ class RequestTimeout:
         self._answering: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.seconds <= 0 or scope["path"] in UNTIMED_PATHS:
+        if scope["type"] != "http" or self.seconds <= 0 or scope["path"] in UNTIMED_PATHS or is_write(scope):
             await self.app(scope, receive, send)
             return
         started = False
@@ -92,10 +98,7 @@ class RequestTimeout:
             if started:  # already streaming its response: let it end
                 return
             answered = True
-            write = scope["method"] in ("POST", "PUT", "DELETE") and scope["path"].startswith("/documents")
             detail = f"the request took longer than {self.seconds:g} s (CITELINE_REQUEST_TIMEOUT_SECONDS); try again"
-            if write:
-                detail += ": the write had started and may still be applied, check with GET /documents/{doc_id}"
             task = asyncio.ensure_future(send_json(send, 503, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)}))
             self._answering.add(task)
             task.add_done_callback(self._answering.discard)

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -39,7 +38,7 @@ def write_outcome(status: int) -> str:
 
 
 class IndexCollector(Collector):
-    """Index gauges read from the engine at scrape time: documents, chunks, when the live snapshot was written."""
+    """Index gauges read from the engine at scrape time: documents, passages, when the view last changed."""
 
     def __init__(self, engine: Callable[[], Engine | None]) -> None:
         self._engine = engine
@@ -48,24 +47,26 @@ class IndexCollector(Collector):
         engine = self._engine()
         if engine is None:
             return
-        snapshot = engine.snapshot
+        state = engine.state
+        yield GaugeMetricFamily("citeline_index_documents", "Documents in the served index.", state.view.num_documents)
+        yield GaugeMetricFamily("citeline_index_chunks", "Passages in the served index.", state.view.live_passages)
         yield GaugeMetricFamily(
-            "citeline_index_documents", "Documents in the served snapshot.", len(snapshot.documents)
+            "citeline_index_dead_passages",
+            "Passages of deleted or replaced documents still held in memory (dropped at the next start).",
+            state.view.dead_passages,
         )
-        yield GaugeMetricFamily("citeline_index_chunks", "Passages in the served snapshot.", snapshot.num_chunks)
-        written = datetime.fromisoformat(snapshot.manifest.created_at).timestamp()
         yield GaugeMetricFamily(
             "citeline_index_last_write_timestamp_seconds",
-            "When the served snapshot was written (an API write or a re-index), Unix time.",
-            written,
+            "When the served index last changed (a load, an API write or another process's write), Unix time.",
+            state.loaded_at,
         )
         yield GaugeMetricFamily(
-            "citeline_index_ready", "1 when the served snapshot is the index's current one, else 0.", int(ready(engine))
+            "citeline_index_ready", "1 when the served index is up to date with the store, else 0.", int(ready(engine))
         )
 
 
 def ready(engine: Engine) -> bool:
-    return engine.refresh_error is None
+    return engine.not_ready_because() is None
 
 
 class Metrics:

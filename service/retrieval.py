@@ -1,4 +1,4 @@
-"""Search over a loaded snapshot: dense, BM25, their fusion, de-duplication and the answering sentence."""
+"""Search over a view of the store: dense, BM25, their fusion, de-duplication and the answering sentence."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-import faiss
 import numpy as np
 
 from indexer.documents import reads_as_headline
+from indexer.lexical import Analyzer, term_id
 from indexer.sentences import Span, line_of
-from indexer.snapshot import Snapshot
+from indexer.store.view import View
 from service.cues import AnswerKind, answer_kind, has_answer_kind
-from service.filters import SearchFilter, allowed_chunks
+from service.filters import SearchFilter, allowed_documents, allowed_passages
 from service.stages import StageClock
 
 RRF_CONSTANT = 60
@@ -113,13 +113,21 @@ def top_allowed(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.nd
     return rows[top_indices(scores[rows], n)]
 
 
-def search_within(index: faiss.Index, query: np.ndarray, depth: int, mask: np.ndarray) -> np.ndarray:
-    """Rows of `index` nearest to `query` among those where `mask` is True (-1 pads missing ones)."""
-    bits = np.packbits(mask, bitorder="little")  # referenced by the selector: alive for the whole search
-    selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
-    parameters = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # the stubs lack `sel`
-    _, rows = index.search(query, depth, params=parameters)
-    return np.asarray(rows)
+def nearest(matrix: np.ndarray, query: np.ndarray, depth: int, mask: np.ndarray | None) -> np.ndarray:
+    """Rows of `matrix` with the highest inner product with `query`, best first, among those `mask` allows."""
+    return top_allowed(matrix @ query, depth, mask)
+
+
+def first_rows(allowed: np.ndarray | None, count: int, taken: dict[int, float], n: int) -> list[int]:
+    """The first `n` rows (in row order) of `count` that `allowed` allows and `taken` lacks."""
+    rows: list[int] = []
+    candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(count)
+    for at in range(0, len(candidates), max(n + len(taken), 1)):
+        block = candidates[at : at + n + len(taken)].tolist()
+        rows.extend(r for r in block if r not in taken)
+        if len(rows) >= n:
+            break
+    return rows[:n]
 
 
 def min_max(scores: dict[int, float]) -> dict[int, float]:
@@ -177,22 +185,49 @@ def gather_segments(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tu
 
 
 def sentence_coverage(
-    snapshot: Snapshot, sentence_rows: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray
+    view: View, sentence_rows: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray
 ) -> np.ndarray:
-    """`term_coverage` of many sentences at once, from the snapshot's stored term ids (vectorised)."""
+    """`term_coverage` of many sentences at once, from the view's stored term ids (vectorised).
+
+    `query_ids` are sorted and distinct, `query_weights` their idf.
+    """
     coverage = np.zeros(len(sentence_rows))
     total = float(query_weights.sum())
     if total <= 0 or len(sentence_rows) == 0:
         return coverage
-    terms, lengths = gather_segments(snapshot.sentence_term_ptr, snapshot.sentence_term_ids, sentence_rows)
+    terms, lengths = gather_segments(view.sentence_term_ptr, view.sentence_term_ids, sentence_rows)
     owner = np.repeat(np.arange(len(sentence_rows)), lengths)
     slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
     hit = query_ids[slot] == terms
-    pairs = np.unique(owner[hit] * (int(query_ids.max()) + 1) + terms[hit])  # each term counts once per sentence
-    stride = int(query_ids.max()) + 1
-    weights = query_weights[np.searchsorted(query_ids, pairs % stride)]
-    coverage += np.bincount(pairs // stride, weights=weights, minlength=len(sentence_rows))
+    stride = len(query_ids)
+    pairs = np.unique(owner[hit] * stride + slot[hit])  # each term counts once per sentence
+    coverage += np.bincount(pairs // stride, weights=query_weights[pairs % stride], minlength=len(sentence_rows))
     return coverage / total
+
+
+def bm25(
+    tf: np.ndarray, lengths: np.ndarray, average_length: float, weights: np.ndarray, k1: float, b: float
+) -> np.ndarray:
+    """Lucene's BM25 of each passage: `tf` (passages x query terms) counts, `lengths` the passages' term counts,
+    `weights` each query term's idf times how often the query says it. As Lucene (since 8) and bm25s score it,
+    without the constant factor k1 + 1, which changes no ranking."""
+    if tf.size == 0:
+        return np.zeros(tf.shape[0])
+    norm = k1 * (1 - b + b * lengths / max(average_length, 1e-9))
+    saturated = tf / (tf + norm[:, None])
+    return np.asarray(saturated @ weights)
+
+
+def term_frequencies(view: View, rows: np.ndarray, query_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How often each of the sorted, distinct `query_ids` occurs in each passage row, and the rows' term counts."""
+    terms, lengths = gather_segments(view.passage_term_ptr, view.passage_term_ids, rows)
+    tf = np.zeros((len(rows), len(query_ids)))
+    if len(query_ids) and len(terms):
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
+        hit = query_ids[slot] == terms
+        np.add.at(tf, (owner[hit], slot[hit]), 1.0)
+    return tf, lengths.astype(np.float64)
 
 
 def answer_sentence_scores(
@@ -295,46 +330,103 @@ def best_sentence_scores(
     return best
 
 
+@dataclass(frozen=True)
+class QueryTerms:
+    """A question's BM25 terms that the collection holds: text, `term_id` (sorted), count in the question, idf."""
+
+    terms: list[str]
+    ids: np.ndarray
+    counts: np.ndarray
+    idf: np.ndarray
+
+    @classmethod
+    def none(cls) -> QueryTerms:
+        return cls([], np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+
+
 class Retriever:
-    """Answers questions over one snapshot; immutable once built, safe to share between threads.
+    """Answers questions over one view; immutable once built, safe to share between threads.
 
     Dense score of a passage: the mean of its own cosine to the question and its best sentence's
     cosine. Passages are long and answers are usually one sentence: the sentence term sharpens the
-    match (seed questions, dense hit@1 0.61 -> 0.67; hybrid 0.89 -> 0.92), and names the highlight.
+    match, and names the highlight.
     """
 
-    def __init__(self, snapshot: Snapshot, encode_query: QueryEncoder, config: RetrievalConfig | None = None) -> None:
-        self.snapshot = snapshot
+    def __init__(
+        self, view: View, encode_query: QueryEncoder, analyzer: Analyzer, config: RetrievalConfig | None = None
+    ) -> None:
+        self.view = view
         self._encode_query = encode_query
+        self.analyzer = analyzer
         self.config = config or RetrievalConfig()
-        self._facts = SentenceFacts(len(snapshot.sentence_starts), self._find_facts)
+        self._facts = SentenceFacts(len(view.sentence_starts), self._find_facts)
 
     def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
         """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
-        snapshot = self.snapshot
-        query = vector.reshape(1, -1).astype(np.float32)
-        if allowed is None and depth >= snapshot.num_chunks:
-            return np.arange(snapshot.num_chunks)  # every passage is a candidate: no search needed
-        if allowed is None:
-            _, passage_rows = snapshot.dense.search(query, depth)
-            _, sentence_rows = snapshot.sentence_dense.search(query, min(depth, snapshot.sentence_dense.ntotal))
-        elif int(allowed.sum()) <= depth:
+        view = self.view
+        query = vector.astype(np.float32)
+        if allowed is None and depth >= view.num_passages:
+            return np.arange(view.num_passages)  # every passage is a candidate: no search needed
+        if allowed is not None and int(allowed.sum()) <= depth:
             return np.flatnonzero(allowed)  # few enough to score them all
-        else:
-            sentence_allowed = allowed[np.maximum(snapshot.sentence_chunks, 0)] & (snapshot.sentence_chunks >= 0)
-            passage_rows = search_within(snapshot.dense, query, depth, allowed)
-            sentence_rows = search_within(snapshot.sentence_dense, query, depth, sentence_allowed)
-        owners = snapshot.sentence_chunks[sentence_rows[0][sentence_rows[0] >= 0]]
-        return np.union1d(passage_rows[0][passage_rows[0] >= 0], owners[owners >= 0])
+        sentence_allowed = None if allowed is None else allowed[view.sentence_passages]
+        passage_rows = nearest(view.passage_vectors, query, depth, allowed)
+        sentence_rows = nearest(view.sentence_vectors, query, depth, sentence_allowed)
+        return np.union1d(passage_rows, view.sentence_passages[sentence_rows])
 
     def dense_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Blended dense score of each passage row: its own cosine and its best sentence's."""
-        snapshot = self.snapshot
-        passage = snapshot.chunk_matrix[rows] @ vector
-        sentence_rows, lengths = gather_segments(snapshot.chunk_sentence_ptr, snapshot.chunk_sentence_rows, rows)
-        best = segment_max(snapshot.sentence_matrix[sentence_rows] @ vector, lengths)
+        view = self.view
+        passage = view.passage_vectors[rows] @ vector
+        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, rows)
+        best = segment_max(view.sentence_vectors[sentence_rows] @ vector, lengths)
         weight = self.config.sentence_weight
         return np.asarray((1 - weight) * passage + weight * best)
+
+    def _bm25(self, query: QueryTerms, depth: int, allowed_docs: np.ndarray | None) -> dict[int, float]:
+        """The `depth` best passages by BM25 (of documents `allowed_docs` allows), best first.
+
+        tantivy finds the candidates (twice as many, by its own BM25 with k1 1.2); they are scored with
+        this index's k1 and b from the stored terms, so the ranking is Lucene's BM25 with those settings.
+        """
+        view = self.view
+        if view.bm25 is None or not query.terms:
+            return {}
+        limit = 2 * depth
+        if allowed_docs is None:
+            hits = view.bm25.top(query.terms, limit)
+        else:
+            hits = view.bm25.top_within(query.terms, view.doc_keys[allowed_docs].tolist(), limit)
+        rows, _ = view.rows_of(hits)
+        scores = self.bm25_scores(rows, query)
+        best = top_indices(scores, depth)
+        return dict(zip(rows[best].tolist(), scores[best].tolist(), strict=True))
+
+    def bm25_scores(self, rows: np.ndarray, query: QueryTerms) -> np.ndarray:
+        """BM25 score of each passage row for the question."""
+        view, bm25_config = self.view, self.analyzer.config
+        tf, lengths = term_frequencies(view, rows, query.ids)
+        average = view.live_terms / max(view.live_passages, 1)
+        return bm25(tf, lengths, average, query.idf * query.counts, bm25_config.k1, bm25_config.b)
+
+    def _query(self, query: str) -> QueryTerms:
+        """The question's terms that the collection holds, with their `term_id`s (sorted), counts and idf."""
+        view = self.view
+        terms = self.analyzer.query_terms(query, self.config.skip_question_words)
+        if view.bm25 is None or not terms:
+            return QueryTerms.none()
+        counts: dict[str, int] = {}
+        for term in terms:
+            counts[term] = counts.get(term, 0) + 1
+        distinct = list(counts)
+        idf = view.bm25.idf(distinct)
+        known = sorted((term_id(t), t, w) for t, w in zip(distinct, idf.tolist(), strict=True) if w > 0)
+        return QueryTerms(
+            terms=[t for _, t, _ in known],
+            ids=np.asarray([i for i, _, _ in known], dtype=np.int64),
+            counts=np.asarray([counts[t] for _, t, _ in known], dtype=np.float64),
+            idf=np.asarray([w for _, _, w in known], dtype=np.float64),
+        )
 
     def search(
         self,
@@ -355,18 +447,20 @@ class Retriever:
         The filter applies before the top-k cut: `k` results come back when that many passages match.
         `timings`, when given, receives seconds per stage (filter, bm25, encode, dense, fuse, highlight).
         """
-        snapshot = self.snapshot
+        view = self.view
         clock = StageClock(timings)
-        allowed = allowed_chunks(snapshot, search_filter)
+        allowed_docs = allowed_documents(view, search_filter)
+        allowed = allowed_passages(view, allowed_docs)
         clock.lap("filter")
-        if snapshot.num_chunks == 0 or (allowed is not None and not allowed.any()):
+        if view.live_passages == 0 or (allowed is not None and not allowed.any()):
             return []
         config = self.config
-        depth = min(snapshot.num_chunks, max(config.min_candidates, 4 * k))
-        lexical = snapshot.lexical
-        query_token_ids = lexical.query_token_ids(query, config.skip_question_words)
-        bm25_all = lexical.scores(query_token_ids)
-        bm25_top = top_allowed(bm25_all, depth, allowed)
+        depth = min(view.num_passages, max(config.min_candidates, 4 * k))
+        terms = self._query(query)
+        lexical = self._bm25(terms, depth, allowed_docs)
+        if len(lexical) < depth:  # fewer passages match than wanted: the rest are candidates scoring 0
+            lexical.update((row, 0.0) for row in first_rows(allowed, view.num_passages, lexical, depth - len(lexical)))
+        bm25_top = np.fromiter(lexical.keys(), dtype=np.int64, count=len(lexical))
         clock.lap("bm25")
         if vector is None and mode != Mode.bm25:
             vector = self._encode_query(query)
@@ -380,18 +474,16 @@ class Retriever:
             dense = dict(zip(candidates.tolist(), self.dense_scores(candidates, vector).tolist(), strict=True))
             clock.lap("dense")
         if mode == Mode.bm25:
-            fused = {int(r): float(bm25_all[r]) for r in bm25_top if bm25_all[r] > 0}
+            fused = {row: score for row, score in lexical.items() if score > 0}
         elif mode == Mode.dense:
             fused = dense
         else:
-            bm25_candidates = {int(r): float(bm25_all[r]) for r in bm25_top}
             fused = (
-                rrf_fusion(dense, bm25_candidates)
+                rrf_fusion(dense, lexical)
                 if config.fusion == "rrf"
-                else convex_fusion(dense, bm25_candidates, config.dense_weight)
+                else convex_fusion(dense, lexical, config.dense_weight)
             )
-        query_ids = np.unique(np.asarray(query_token_ids, dtype=np.int64))
-        query_weights = lexical.idf_of_ids(query_ids.tolist())
+        query_ids, query_weights = terms.ids, terms.idf
         ordered = rank_order(fused)
         if mode == Mode.hybrid and config.answer_rerank > 0:
             top = ordered[: config.rerank_depth]
@@ -401,12 +493,15 @@ class Retriever:
         clock.lap("fuse")
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
+        missing = [row for row in chosen if row not in lexical]
+        if missing and len(terms.ids):
+            lexical.update(zip(missing, self.bm25_scores(np.asarray(missing), terms).tolist(), strict=True))
         to_highlight = chosen if highlight_top is None else chosen[:highlight_top]
         answers = self._answer_sentences(query, to_highlight, vector, query_ids, query_weights) if highlight else {}
         hits = []
         for rank, row in enumerate(chosen, start=1):
-            document = snapshot.documents[snapshot.chunk_docs[row]]
-            passage = Span(int(snapshot.chunk_starts[row]), int(snapshot.chunk_ends[row]))
+            document = view.passage_document(row)
+            passage = view.passage_span(row)
             best = answers.get(row, passage)
             hits.append(
                 Hit(
@@ -421,7 +516,7 @@ class Retriever:
                     highlight=best,
                     highlight_text=document.text[best.start : best.end],
                     dense=dense.get(row, 0.0),
-                    bm25=float(bm25_all[row]),
+                    bm25=lexical.get(row, 0.0),
                     fused=fused[row],
                     duplicates=tuple(self._reference(r) for r in folded.get(row, [])),
                 )
@@ -430,9 +525,9 @@ class Retriever:
         return hits
 
     def _reference(self, row: int) -> Reference:
-        document = self.snapshot.documents[self.snapshot.chunk_docs[row]]
-        start, end = int(self.snapshot.chunk_starts[row]), int(self.snapshot.chunk_ends[row])
-        return Reference(document.doc_id, document.title, document.source, start, end)
+        document = self.view.passage_document(row)
+        span = self.view.passage_span(row)
+        return Reference(document.doc_id, document.title, document.source, span.start, span.end)
 
     def _answer_rerank(
         self,
@@ -450,16 +545,16 @@ class Retriever:
         kind of answer asked for, and with `rerank_cosine` is close to the question in meaning, which
         no shared term shows ("captured" for "take control of").
         """
-        snapshot, config = self.snapshot, self.config
+        view, config = self.view, self.config
         if not rows:
             return fused
         row_array = np.asarray(rows, dtype=np.int64)
-        sentence_rows, lengths = gather_segments(snapshot.chunk_sentence_ptr, snapshot.chunk_sentence_rows, row_array)
+        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, row_array)
         kind = answer_kind(query) if config.rerank_cue else None
         best = best_sentence_scores(
-            sentence_coverage(snapshot, sentence_rows, query_ids, query_weights),
+            sentence_coverage(view, sentence_rows, query_ids, query_weights),
             self._facts.holds(sentence_rows, kind) if kind is not None else None,
-            snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None and config.rerank_cosine else None,
+            view.sentence_vectors[sentence_rows] @ vector if vector is not None and config.rerank_cosine else None,
             lengths,
             config.rerank_cue,
             config.rerank_cosine,
@@ -480,14 +575,13 @@ class Retriever:
         query_weights: np.ndarray,
     ) -> dict[int, Span]:
         """The answering sentence of each passage row, all rows scored in one pass."""
-        snapshot, config = self.snapshot, self.config
+        view, config = self.view, self.config
         if not rows:
             return {}
-        ptr = snapshot.chunk_sentence_ptr
-        per_row = [snapshot.chunk_sentence_rows[ptr[r] : ptr[r + 1]] for r in rows]
+        per_row = [view.sentence_rows_of(r) for r in rows]
         sentence_rows = np.concatenate(per_row)
-        similarities = snapshot.sentence_matrix[sentence_rows] @ vector if vector is not None else None
-        coverage = sentence_coverage(snapshot, sentence_rows, query_ids, query_weights)
+        similarities = view.sentence_vectors[sentence_rows] @ vector if vector is not None else None
+        coverage = sentence_coverage(view, sentence_rows, query_ids, query_weights)
         kind = answer_kind(query) if config.cue_bonus else None
         scores = answer_sentence_scores(
             similarities,
@@ -502,16 +596,16 @@ class Retriever:
         for row, own in zip(rows, per_row, strict=True):
             if len(own):
                 best = int(own[int(np.argmax(scores[at : at + len(own)]))])
-                answers[row] = Span(int(snapshot.sentence_starts[best]), int(snapshot.sentence_ends[best]))
+                answers[row] = view.sentence_span(best)
             at += len(own)
         return answers
 
     def _find_facts(self, fact: SentenceFact, sentence_rows: np.ndarray) -> list[bool]:
-        snapshot = self.snapshot
+        view = self.view
         found = []
         for row in sentence_rows.tolist():
-            text = snapshot.documents[snapshot.sentence_docs[row]].text
-            span = Span(int(snapshot.sentence_starts[row]), int(snapshot.sentence_ends[row]))
+            text = view.documents[view.sentence_docs[row]].text
+            span = view.sentence_span(row)
             if fact == HEADING:
                 line = line_of(text, span)
                 found.append(reads_as_headline(text[line.start : line.end]))
@@ -522,21 +616,20 @@ class Retriever:
     def _distinct(self, ordered: Sequence[int], k: int) -> tuple[list[int], dict[int, list[int]]]:
         """The first `k` rows that are distinct evidence, and for each the duplicates folded into it.
 
-        A passage that mostly repeats a better one of the same document (overlapping chunks) is skipped;
+        A passage that mostly repeats a better one of the same document (overlapping passages) is skipped;
         a near-identical passage of another document (a syndicated story) is folded into the better one,
         so the top k shows distinct evidence and the copies stay reachable.
         """
-        snapshot, config = self.snapshot, self.config
+        view, config = self.view, self.config
         chosen: list[int] = []
         folded: dict[int, list[int]] = {}
         words: dict[int, set[str]] = {}
         for row in ordered:
-            span = Span(int(snapshot.chunk_starts[row]), int(snapshot.chunk_ends[row]))
-            doc = snapshot.chunk_docs[row]
+            span = view.passage_span(row)
+            doc = view.passage_docs[row]
             if any(
-                snapshot.chunk_docs[other] == doc
-                and overlap_fraction(span, Span(int(snapshot.chunk_starts[other]), int(snapshot.chunk_ends[other])))
-                > config.duplicate_overlap
+                view.passage_docs[other] == doc
+                and overlap_fraction(span, view.passage_span(other)) > config.duplicate_overlap
                 for other in chosen
             ):
                 continue
@@ -551,17 +644,17 @@ class Retriever:
 
     def _copy_of(self, row: int, chosen: Sequence[int], words: dict[int, set[str]]) -> int | None:
         """The chosen row of another document that `row` nearly repeats word for word, if any."""
-        snapshot, config = self.snapshot, self.config
+        view, config = self.view, self.config
         if config.copy_similarity > 1:
             return None
         for other in chosen:
-            if snapshot.chunk_docs[other] == snapshot.chunk_docs[row]:
+            if view.passage_docs[other] == view.passage_docs[row]:
                 continue
-            if float(snapshot.chunk_matrix[row] @ snapshot.chunk_matrix[other]) < COPY_COSINE:
+            if float(view.passage_vectors[row] @ view.passage_vectors[other]) < COPY_COSINE:
                 continue  # cheap filter: copies embed alike
             for r in (row, other):
                 if r not in words:
-                    words[r] = set(snapshot.chunk_text(r).lower().split())
+                    words[r] = set(view.passage_text(r).lower().split())
             union = len(words[row] | words[other])
             if union and len(words[row] & words[other]) / union >= config.copy_similarity:
                 return other

@@ -225,7 +225,7 @@ class Health(BaseModel):
     documents: int
     chunks: int
     model: str
-    snapshot: str = Field(description="Name of the loaded index snapshot.")
+    snapshot: str = Field(description="Version of the served index: the sequence number of its last write.")
 
 
 class ErrorMessage(BaseModel):
@@ -249,7 +249,7 @@ class InputError(BaseModel):
 
 
 class Ready(BaseModel):
-    """The service can answer: its index is loaded and is the index's current snapshot."""
+    """The service can answer: its index is loaded and up to date with the store."""
 
     status: str = Field(examples=["ready"])
     snapshot: str
@@ -376,4 +376,4 @@ class WriteResponse(BaseModel):
     """What a write did; the new state is durable on disk and searched from now on."""
 
     documents: list[WrittenDocument]
-    snapshot: str = Field(description="Name of the index snapshot that holds the write.")
+    snapshot: str = Field(description="Version of the index that holds the write: the sequence number of the write.")

@@ -20,7 +20,7 @@ def _setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
 class Settings:
     """Citeline's configuration. Each field `x` is read from `CITELINE_X`; CLI flags override it."""
 
-    index: Path = _setting(Path("index"), "Index directory (holds CURRENT and snapshots/).")  # noqa: RUF009
+    index: Path = _setting(Path("index"), "Index directory (holds records.sqlite and bm25/).")  # noqa: RUF009
     sources: str = _setting("", "Comma-separated folders/JSONL files that `serve` indexes (incrementally) first.")
     model: str = _setting("all-MiniLM-L6-v2", "Embedding model: the bundled default, a local folder or a cached name.")
     host: str = _setting("127.0.0.1", "Address `serve` listens on.")
@@ -49,7 +49,7 @@ class Settings:
     )
     threads: int = _setting(0, "Encoder threads (onnxruntime intra-op, torch); 0 = the library's default.")
     reload_seconds: float = _setting(
-        2.0, "How often `serve` checks for a snapshot written by another process (0: never)."
+        2.0, "How often `serve` takes in writes made by another process, e.g. `citeline index` (0: never)."
     )
     api_key: str = _setting("", "Bearer key for the write endpoints (POST/PUT/DELETE /documents); unset: writes off.")
     read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from indexer.acronyms import _JOINERS, _NOT_INITIALS, spelled_out, with_other_forms
-from indexer.lexical import BM25Config, LexicalIndex, bm25_texts
+from indexer.lexical import BM25Config, bm25_texts
+from tests.bm25 import bm25_scores
 
 RAQQA = (
     "Raqqa was captured by Islamic State in 2013. The US-backed Syrian Democratic Forces (SDF) began "
@@ -92,25 +93,31 @@ def test_bm25_finds_the_spelled_out_form_for_an_acronym_question_and_back():
     texts = [RAQQA, "The dam on the Euphrates held. IS fighters took control of it in 2016."]
     spans = [(0, 0, 44), (0, 45, len(RAQQA)), (1, 0, len(texts[1]))]
     assert texts[0][:44] == "Raqqa was captured by Islamic State in 2013."  # never says "IS"
-    expanded = LexicalIndex.build(bm25_texts(texts, spans, BM25Config()), BM25Config())
     plain_config = BM25Config(expand_acronyms=False)
-    plain = LexicalIndex.build(bm25_texts(texts, spans, plain_config), plain_config)
+    expanded_texts = bm25_texts(texts, spans, BM25Config())
+    plain_texts = bm25_texts(texts, spans, plain_config)
+
+    def expanded(question: str):
+        return bm25_scores(expanded_texts, question, BM25Config())
+
+    def plain(question: str):
+        return bm25_scores(plain_texts, question, plain_config)
+
     question = "when did IS take control of Raqqa"
-    with_pairs = expanded.scores(expanded.query_token_ids(question))
-    without = plain.scores(plain.query_token_ids(question))
     asks_for_acronym = "what did IS do"  # mixed case: "IS" is the acronym, not the verb
-    assert expanded.scores(expanded.query_token_ids(asks_for_acronym))[0] > 0, "'Islamic State' matches 'IS'"
-    assert plain.scores(plain.query_token_ids(asks_for_acronym))[0] == 0
-    assert with_pairs[0] > without[0]
+    assert expanded(asks_for_acronym)[0] > 0, "'Islamic State' matches 'IS'"
+    assert plain(asks_for_acronym)[0] == 0
+    assert expanded(question)[0] > plain(question)[0]
     spelled = "Islamic"  # not "State": the second span says "United States"
-    assert plain.scores(plain.query_token_ids(spelled))[1] == 0, "the second span says 'IS' only"
-    assert expanded.scores(expanded.query_token_ids(spelled))[1] > 0
+    assert plain(spelled)[1] == 0, "the second span says 'IS' only"
+    assert expanded(spelled)[1] > 0
     assert bm25_texts(texts, spans, BM25Config())[2] == texts[1], "another document's pairs do not apply"
 
 
-def test_a_build_finds_each_documents_pairs_once(tmp_path, embedder, seed_documents, monkeypatch):
+def test_preparing_a_document_finds_its_pairs_once_per_kind_of_span(embedder, seed_documents, monkeypatch):
     import indexer.lexical
-    from indexer.build import build_index
+    from indexer.build import prepare
+    from indexer.chunking import ChunkerConfig
 
     calls: Counter[str] = Counter()
 
@@ -119,5 +126,5 @@ def test_a_build_finds_each_documents_pairs_once(tmp_path, embedder, seed_docume
         return spelled_out(text)
 
     monkeypatch.setattr(indexer.lexical, "spelled_out", counted)
-    build_index(seed_documents, tmp_path / "index", embedder, show_progress=False)
+    prepare(seed_documents, embedder, ChunkerConfig(token_limit=embedder.token_limit), BM25Config())
     assert sorted(calls.values()) == [1] * len(seed_documents), "passages and sentences share one finding"

@@ -73,9 +73,9 @@ def test_health(client, engine):
     assert body == {
         "status": "ok",
         "documents": 5,
-        "chunks": engine.snapshot.num_chunks,
+        "chunks": engine.view.live_passages,
         "model": "all-MiniLM-L6-v2",
-        "snapshot": engine.snapshot.path.name,
+        "snapshot": engine.version,
     }
 
 

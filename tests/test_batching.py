@@ -73,12 +73,12 @@ def test_an_encoder_error_reaches_the_callers_and_the_worker_survives():
 
 
 def test_engine_results_are_the_same_with_batching(embedder, seed_index):
-    from indexer.snapshot import load_snapshot
     from service.engine import Engine
     from service.retrieval import Mode
+    from service.settings import Settings
 
-    plain = Engine(embedder, load_snapshot(seed_index), seed_index, batch_queries=False)
-    batched = Engine(embedder, load_snapshot(seed_index), seed_index, batch_queries=True)
+    plain = Engine.load(Settings(index=seed_index, batch_queries=False), embedder=embedder)
+    batched = Engine.load(Settings(index=seed_index, batch_queries=True), embedder=embedder)
     question = "how many US troops were sent"
     assert [(h.doc_id, h.start) for h in batched.search(question, 5, Mode.hybrid)] == [
         (h.doc_id, h.start) for h in plain.search(question, 5, Mode.hybrid)

@@ -6,16 +6,7 @@ from datetime import date
 
 import pytest
 
-from indexer.collection import (
-    API_SOURCE,
-    ConflictError,
-    UnknownDocumentError,
-    add_documents,
-    delete_document,
-    derive_doc_id,
-    replace_document,
-    sync_sources,
-)
+from indexer.collection import API_SOURCE, derive_doc_id
 from indexer.documents import Document
 from service.filters import SearchFilter, document_matches, parse_date
 
@@ -26,36 +17,6 @@ def doc(doc_id: str, source: str = "files/x.txt", **metadata: object) -> Documen
 
 def ids(documents: list[Document]) -> list[str]:
     return [d.doc_id for d in documents]
-
-
-def test_add_appends_and_refuses_existing_ids():
-    current = [doc("a"), doc("b")]
-    assert ids(add_documents(current, [doc("c")])) == ["a", "b", "c"]
-    with pytest.raises(ConflictError) as error:
-        add_documents(current, [doc("c"), doc("b")])
-    assert error.value.doc_ids == ["b"]
-
-
-def test_replace_keeps_order_and_says_whether_it_replaced():
-    current = [doc("a"), doc("b")]
-    new_b = Document(doc_id="b", text="new")
-    after, replaced = replace_document(current, new_b)
-    assert replaced and ids(after) == ["a", "b"] and after[1].text == "new"
-    after, replaced = replace_document(current, doc("z"))
-    assert not replaced and ids(after) == ["a", "b", "z"]
-
-
-def test_delete_removes_or_raises():
-    assert ids(delete_document([doc("a"), doc("b")], "a")) == ["b"]
-    with pytest.raises(UnknownDocumentError):
-        delete_document([doc("a")], "b")
-
-
-def test_sync_sources_keeps_api_documents_unless_a_file_takes_the_id():
-    current = [doc("file-old"), doc("api-1", API_SOURCE), doc("clash", API_SOURCE)]
-    after = sync_sources(current, [doc("file-new"), doc("clash")])
-    assert ids(after) == ["file-new", "clash", "api-1"]
-    assert after[1].source != API_SOURCE
 
 
 def test_derived_ids_are_stable_and_depend_on_content():

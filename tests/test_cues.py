@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.documents import reads_as_headline
-from indexer.lexical import QUESTION_WORDS, BM25Config, LexicalIndex, bm25_texts, mark_acronyms
+from indexer.lexical import QUESTION_WORDS, Analyzer, BM25Config, bm25_texts, mark_acronyms, term_id
 from service.cues import AnswerKind, answer_kind, has_answer_kind
 from service.retrieval import (
     HEADING,
@@ -17,6 +17,7 @@ from service.retrieval import (
     best_sentence_scores,
     term_coverage,
 )
+from tests.bm25 import bm25_scores
 
 HIGHLIGHT_TERM_WEIGHT = RetrievalConfig.highlight_term_weight
 CUE_BONUS = RetrievalConfig.cue_bonus
@@ -64,14 +65,6 @@ def test_answer_kind_of_questions(question: str, kind: AnswerKind | None):
 )
 def test_sentence_has_answer_kind(sentence: str, kind: AnswerKind, expected: bool):
     assert has_answer_kind(sentence, kind) is expected
-
-
-@pytest.fixture(scope="module")
-def lexical() -> LexicalIndex:
-    return LexicalIndex.build(
-        ["Carter spoke about the offensive.", "The dam held.", "NBC News interviewed Carter.", "Troops arrived."],
-        BM25Config(),
-    )
 
 
 def test_term_coverage_is_the_share_of_question_idf():
@@ -142,29 +135,28 @@ def test_a_headline_of_another_story_loses_to_the_answering_sentence():
 
 def test_seed_headlines_inside_an_article_are_found(engine):
     retriever = engine.state.retriever
-    snapshot = retriever.snapshot
-    document = next(i for i, d in enumerate(snapshot.documents) if d.doc_id.startswith("004_"))
-    rows = np.flatnonzero(snapshot.sentence_docs == document)
-    text = snapshot.documents[document].text
+    view = retriever.view
+    document = next(i for i, d in enumerate(view.documents) if d.doc_id.startswith("004_"))
+    rows = np.flatnonzero(view.sentence_docs == document)
+    text = view.documents[document].text
     flagged = {
-        text[snapshot.sentence_starts[r] : snapshot.sentence_ends[r]]
-        for r in rows[retriever._facts.holds(rows, HEADING)]
+        text[view.sentence_starts[r] : view.sentence_ends[r]] for r in rows[retriever._facts.holds(rows, HEADING)]
     }
     assert "Perfect Timing: Why Syrian Army Joined 'Race' to Liberate Raqqa" in flagged
     assert not any("Malbrunot" in sentence for sentence in flagged)
 
 
-def test_snapshot_sentence_terms_match_the_bm25_tokeniser(engine):
-    snapshot = engine.snapshot
-    lexical = snapshot.lexical
-    texts = [d.text for d in snapshot.documents]
+def test_stored_sentence_terms_match_the_bm25_tokeniser(engine):
+    view = engine.view
+    analyzer = engine.analyzer
+    texts = [d.text for d in view.documents]
     expanded = 0
-    for row in range(0, len(snapshot.sentence_docs), 7):
-        document = snapshot.sentence_docs[row]
-        start, end = int(snapshot.sentence_starts[row]), int(snapshot.sentence_ends[row])
-        stored = snapshot.sentence_term_ids[snapshot.sentence_term_ptr[row] : snapshot.sentence_term_ptr[row + 1]]
-        (indexed,) = bm25_texts(texts, [(document, start, end)], lexical.config)
-        assert stored.tolist() == lexical.token_ids_batch([indexed])[0]
+    for row in range(0, len(view.sentence_docs), 7):
+        document = view.sentence_docs[row]
+        start, end = int(view.sentence_starts[row]), int(view.sentence_ends[row])
+        stored = view.sentence_term_ids[view.sentence_term_ptr[row] : view.sentence_term_ptr[row + 1]]
+        (indexed,) = bm25_texts(texts, [(document, start, end)], analyzer.config)
+        assert stored.tolist() == sorted({term_id(t) for t in analyzer.terms(indexed)})
         expanded += indexed != " ".join(texts[document][start:end].split())
     assert expanded, "some seed sentences use an acronym their article spells out ('IS', 'SDF')"
 
@@ -191,40 +183,39 @@ def test_sentence_facts_are_found_once_each_and_kept():
 def test_acronyms_that_lowercase_into_stopwords_stay_terms():
     assert mark_acronyms("IS fighters took the city; It was 2013.") == "is_acr fighters took the city; It was 2013."
     assert mark_acronyms("WHEN DID IS TAKE RAQQA") == "WHEN DID IS TAKE RAQQA", "all caps: no acronym to tell"
-    index = LexicalIndex.build(["IS fighters held Raqqa.", "The dam is held by fighters."], BM25Config())
-    scores = index.scores(index.query_token_ids("when did IS take Raqqa"))
+    scores = bm25_scores(
+        ["IS fighters held Raqqa.", "The dam is held by fighters."], "when did IS take Raqqa", BM25Config()
+    )
     assert scores[0] > scores[1]
-    legacy = LexicalIndex.build(["IS fighters held Raqqa.", "The dam is held."], BM25Config(keep_acronyms=False))
-    assert "is_acr" not in legacy.terms("IS fighters")
+    assert "is_acr" not in Analyzer(BM25Config(keep_acronyms=False)).terms("IS fighters")
 
 
 def test_question_words_are_left_out_of_queries_but_kept_in_the_index():
     passages = ["The operation would kick off when it did.", "Islamic State captured Raqqa in 2013.", "Troops left."]
-    index = LexicalIndex.build(passages, BM25Config())
+    analyzer = Analyzer(BM25Config())
     question = "When did Islamic State capture the city"
-    vocabulary_ids = set(index.query_token_ids(question, skip_question_words=False))
-    kept = index.query_token_ids(question)
-    assert set(kept) < vocabulary_ids, "'when' and 'did' are indexed words, dropped from the query"
-    assert set(index.query_token_ids("when did it")) == set(), "nothing but question words: no terms"
-    with_question_words = index.scores(sorted(vocabulary_ids))
+    every_word = set(analyzer.query_terms(question, skip_question_words=False))
+    kept = analyzer.query_terms(question)
+    assert set(kept) < every_word, "'when' and 'did' are indexed words, dropped from the query"
+    assert analyzer.query_terms("when did it") == [], "nothing but question words: no terms"
+    with_question_words = bm25_scores(passages, question, BM25Config(), skip_question_words=False)
     assert with_question_words[0] > 0, "the passage matched only on 'when did'"
-    scores = index.scores(kept)
+    scores = bm25_scores(passages, question, BM25Config())
     assert scores[0] == 0 and scores[1] > 0
-    assert index.terms("Who did what, and how?", QUESTION_WORDS) == []
+    assert analyzer.terms("Who did what, and how?", QUESTION_WORDS) == []
 
 
 def test_vectorised_coverage_equals_the_per_sentence_definition(engine):
     from service.retrieval import sentence_coverage
 
-    snapshot = engine.snapshot
-    lexical = snapshot.lexical
-    rows = np.arange(len(snapshot.sentence_docs))
-    ptr, ids = snapshot.sentence_term_ptr, snapshot.sentence_term_ids
+    view = engine.view
+    retriever = engine.state.retriever
+    rows = np.arange(len(view.sentence_docs))
+    ptr, ids = view.sentence_term_ptr, view.sentence_term_ids
     for question in ("how many US troops were sent", "when did IS take control of Raqqa", "the of and", "Lavrov"):
-        query_ids = np.unique(np.asarray(lexical.query_token_ids(question), dtype=np.int64))
-        weights = lexical.idf_of_ids(query_ids.tolist())
-        expected = [term_coverage(ids[ptr[r] : ptr[r + 1]], query_ids, weights) for r in rows]
-        assert sentence_coverage(snapshot, rows, query_ids, weights).tolist() == pytest.approx(expected)
+        query = retriever._query(question)
+        expected = [term_coverage(ids[ptr[r] : ptr[r + 1]], query.ids, query.idf) for r in rows]
+        assert sentence_coverage(view, rows, query.ids, query.idf).tolist() == pytest.approx(expected)
 
 
 def test_highlight_top_limits_the_work_to_the_first_hits(engine):
@@ -256,7 +247,7 @@ def test_query_terms_equal_bm25s_tokenize(text: str, keep_acronyms: bool, stemme
     import bm25s
     import Stemmer
 
-    index = LexicalIndex(None, BM25Config(keep_acronyms=keep_acronyms, stemmer=stemmer))
+    index = Analyzer(BM25Config(keep_acronyms=keep_acronyms, stemmer=stemmer))
     prepared = mark_acronyms(text) if keep_acronyms else text
     tokenized = bm25s.tokenize(
         [prepared],

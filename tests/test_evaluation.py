@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from indexer.build import build_index
+from indexer.build import sync_index
 from indexer.documents import load_documents
 from indexer.sentences import Span
-from indexer.snapshot import load_snapshot
+from service.engine import Engine
 from service.evaluation import (
     Dataset,
     DatasetError,
@@ -25,7 +25,8 @@ from service.evaluation import (
     split_half,
 )
 from service.metrics import Judged, dcg, ndcg, recall, reciprocal_rank, summarize
-from service.retrieval import Hit, Mode, Retriever
+from service.retrieval import Hit, Mode
+from service.settings import Settings
 
 DATA = Path(__file__).parent / "data"
 
@@ -99,8 +100,8 @@ def test_dataset_loading_and_errors(tmp_path: Path):
 
 def test_evaluate_on_tiny_beir_end_to_end(tmp_path: Path, embedder):
     dataset = load_beir(DATA / "tiny-beir")
-    build_index(load_documents([dataset.corpus]), tmp_path / "index", embedder, show_progress=False)
-    retriever = Retriever(load_snapshot(tmp_path / "index"), embedder.encode_query)
+    sync_index(load_documents([dataset.corpus]), tmp_path / "index", embedder, show_progress=False)
+    retriever = Engine.load(Settings(index=tmp_path / "index"), embedder=embedder).state.retriever
     results = evaluate(retriever, dataset, list(Mode), encode_queries=embedder.encode)
     assert set(results) == {"hybrid", "dense", "bm25"}
     for metrics in results.values():

@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from indexer.collection import API_SOURCE
 from indexer.documents import Document
 from indexer.embedding import Embedder
-from indexer.snapshot import WriterBusyError, current_snapshot_path, load_snapshot, verify_index, writer_lock
+from indexer.store.maintenance import verify_index
+from indexer.store.store import Store, WriterBusyError, writer_lock
 from service.app import create_app
 from service.engine import Engine, WriteTimeoutError
 from service.filters import SearchFilter
@@ -31,6 +32,16 @@ from tests.server import server_process
 
 KEY = "ops-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class SlowWriter(Engine):
+    """Writes take `delay` seconds longer, after they have started."""
+
+    delay = 1.0
+
+    def _commit(self, adds, deletes=()):  # type: ignore[no-untyped-def]
+        time.sleep(self.delay)
+        return super()._commit(adds, deletes)
 
 
 @pytest.fixture
@@ -140,8 +151,7 @@ def json_log() -> Iterator[io.StringIO]:
 
 
 def test_json_access_and_error_lines_carry_the_request_id(index_copy: Path, embedder: Embedder, json_log: io.StringIO):
-    snapshot = load_snapshot(index_copy)
-    with app_client(index_copy, embedder, engine=FailingEngine(embedder, snapshot, index_copy)) as client:
+    with app_client(index_copy, embedder, engine=FailingEngine(embedder, Store.open(index_copy))) as client:
         ok = client.get("/documents", headers={"X-Request-ID": "req-ok"})
         failed = client.get("/search", params={"q": "anything"}, headers={"X-Request-ID": "req-bug"})
     assert ok.status_code == 200
@@ -156,34 +166,39 @@ def test_json_access_and_error_lines_carry_the_request_id(index_copy: Path, embe
     assert errors and "simulated bug" in errors[0]["exc"]
 
 
-def test_ready_is_503_while_a_newer_snapshot_fails_to_load(index_copy: Path, embedder: Embedder):
+def test_ready_is_503_while_writes_of_another_process_fail_to_load(index_copy: Path, embedder: Embedder):
     settings = Settings(index=index_copy, reload_seconds=0)
     engine = Engine.load(settings, embedder=embedder)
     with TestClient(create_app(settings, engine=engine)) as client:
         assert client.get("/ready").json()["status"] == "ready"
         other = Engine.load(settings, embedder=embedder)  # another process, e.g. `citeline index`
         other.add_documents([Document(doc_id="late", text="Written by another process.", source=API_SOURCE)])
-        damaged = current_snapshot_path(index_copy) / "dense.faiss"
+        damaged = index_copy / "bm25" / "meta.json"
         good = damaged.read_bytes()
         damaged.write_bytes(good[:-8])
-        with pytest.raises(Exception, match="truncated"):
+        with pytest.raises(Exception, match="bm25"):
             engine.refresh()  # what the watcher does every CITELINE_RELOAD_SECONDS
         response = client.get("/ready")
-        assert response.status_code == 503 and "dense.faiss: is truncated" in response.json()["detail"]
-        assert client.get("/health").status_code == 200, "alive, still serving the loaded snapshot"
+        assert response.status_code == 503 and "bm25: the BM25 index cannot be read" in response.json()["detail"]
+        assert client.get("/health").status_code == 200, "alive, still serving what it loaded"
+        assert (
+            client.get("/search", params={"q": "written by another process"}).json()["results"][0]["citation"]["doc_id"]
+            != "late"
+        )
         assert client.get("/search", params={"q": "troops"}).status_code == 200
         damaged.write_bytes(good)
         assert engine.refresh()
         assert client.get("/ready").json() == {
             "status": "ready",
-            "snapshot": current_snapshot_path(index_copy).name,
+            "snapshot": engine.version,
             "documents": 6,
-            "chunks": engine.snapshot.num_chunks,
+            "chunks": engine.view.live_passages,
         }
+        assert engine.version == other.version
 
 
 def test_a_request_past_the_timeout_is_503_and_the_server_goes_on(index_copy: Path, embedder: Embedder):
-    slow = SlowEngine(embedder, load_snapshot(index_copy), index_copy)
+    slow = SlowEngine(embedder, Store.open(index_copy))
     with app_client(index_copy, embedder, engine=slow, request_timeout_seconds=0.3) as client:
         response = client.get("/search", params={"q": "troops"})
         assert response.status_code == 503 and response.headers["retry-after"] == "2"
@@ -192,6 +207,15 @@ def test_a_request_past_the_timeout_is_503_and_the_server_goes_on(index_copy: Pa
         assert client.get("/documents").status_code == 200, "other requests are answered meanwhile"
         slow.delay = 0.0
         assert client.get("/search", params={"q": "troops"}).status_code == 200
+
+
+def test_a_write_that_started_is_answered_whole_even_past_the_timeout(index_copy: Path, embedder: Embedder):
+    """Never a 503 for a write that then lands: a started write completes within its response."""
+    slow = SlowWriter(embedder, Store.open(index_copy))
+    with app_client(index_copy, embedder, engine=slow, request_timeout_seconds=0.3) as client:
+        response = client.post("/documents", json={"doc_id": "late-but-whole", "text": "Slow."}, headers=AUTH)
+        assert response.status_code == 201, response.text
+        assert client.get("/documents/late-but-whole").status_code == 200
 
 
 def test_writes_beyond_the_queue_are_503_and_nothing_is_written(index_copy: Path, embedder: Embedder):
@@ -220,7 +244,7 @@ def test_writes_beyond_the_queue_are_503_and_nothing_is_written(index_copy: Path
 
 
 def test_a_write_waits_for_another_writer_at_most_the_timeout(index_copy: Path, embedder: Embedder):
-    engine = Engine(embedder, load_snapshot(index_copy), index_copy, write_wait_seconds=0.2)
+    engine = Engine(embedder, Store.open(index_copy), write_wait_seconds=0.2)
     document = Document(doc_id="w", text="Waiting writer.", source=API_SOURCE)
     engine._write_lock.acquire()
     try:
@@ -234,9 +258,9 @@ def test_a_write_waits_for_another_writer_at_most_the_timeout(index_copy: Path, 
         with app_client(index_copy, embedder, engine=engine) as client:
             busy = client.post("/documents", json={"doc_id": "w", "text": "x"}, headers=AUTH)
             assert busy.status_code == 503 and "retry-after" in busy.headers
-    assert "w" not in engine.snapshot.doc_rows
+    assert "w" not in engine.view.doc_rows
     engine.add_documents([document])
-    assert "w" in engine.snapshot.doc_rows
+    assert "w" in engine.view.doc_rows
 
 
 @pytest.mark.parametrize(
@@ -306,7 +330,7 @@ def test_sigterm_stops_accepting_finishes_the_write_in_flight_and_exits_0(index_
         assert server.wait(timeout=60) == 0
         output = server.stdout.read().decode() if server.stdout else ""
     assert outcome and outcome[0].status_code == 201, output
-    assert len(load_snapshot(index_copy).documents) == 45, "the write in flight was finished and kept"
+    assert verify_index(index_copy).documents == 45, "the write in flight was finished and kept"
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     access = [e for e in lines if e.get("request_id") == "the-last-write" and e["logger"] == "citeline.access"]
     assert access and access[0]["status"] == 201

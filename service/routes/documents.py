@@ -64,15 +64,16 @@ def _summary(document: Document, state: IndexState) -> DocumentSummary:
         title=document.title,
         source=document.source,
         length=len(document.text),
-        chunks=state.chunk_counts.get(document.doc_id, 0),
+        chunks=state.view.passage_count(document.doc_id),
     )
 
 
 @reads.get("/documents", response_model=DocumentList, openapi_extra=OPTIONAL_KEY, summary="List indexed documents")
 def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentList:
-    """Every document with its id, title, source, length and number of passages."""
+    """Every document with its id, title, source, length and number of passages, by id."""
     state = engine.state
-    return DocumentList(documents=[_summary(d, state) for d in state.snapshot.documents])
+    documents = sorted(state.view.live_documents(), key=lambda d: d.doc_id)
+    return DocumentList(documents=[_summary(d, state) for d in documents])
 
 
 @reads.get(
@@ -85,10 +86,9 @@ def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentLi
 def get_document(doc_id: DocId, engine: Annotated[Engine, Depends(get_engine)]) -> DocumentDetail:
     """The full original text: a result's citation is `text[start:end]`."""
     state = engine.state
-    row = state.snapshot.doc_rows.get(doc_id)
-    if row is None:
+    d = state.view.document(doc_id)
+    if d is None:
         raise _not_found(doc_id)
-    d = state.snapshot.documents[row]
     return DocumentDetail(**_summary(d, state).model_dump(), text=d.text, metadata=d.metadata)
 
 
@@ -112,7 +112,7 @@ def _to_document(document: DocumentIn, settings: Settings, field: str, doc_id: s
 def _response(results: list[WriteResult], engine: Engine) -> WriteResponse:
     return WriteResponse(
         documents=[WrittenDocument(doc_id=r.doc_id, chunks=r.chunks, created=r.created) for r in results],
-        snapshot=engine.state.snapshot.path.name,
+        snapshot=engine.version,
     )
 
 
@@ -133,7 +133,7 @@ def add_documents(
 ) -> WriteResponse:
     """Index new documents, `{"text": ...}` or `{"documents": [...]}`, in one atomic write.
 
-    Returns once the new index snapshot is on disk; the next search sees the documents. An id that
+    Returns once the documents are stored durably; the next search sees them. An id that
     exists already is a 409 and nothing is written: replace a document with `PUT /documents/{doc_id}`.
     """
     batch = body.documents if isinstance(body, DocumentBatch) else [body]
@@ -185,7 +185,7 @@ def put_document(
     summary="Delete one document",
 )
 def delete_document(doc_id: DocId, engine: Annotated[Engine, Depends(get_engine)]) -> Response:
-    """Remove the document and its passages; returns once the new snapshot is on disk."""
+    """Remove the document and its passages; returns once the delete is stored durably."""
     try:
         engine.delete_document(doc_id)
     except UnknownDocumentError:

@@ -19,13 +19,13 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=Health, summary="Service status")
 async def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
     """`ok` once the index and the model are loaded: the process is alive (liveness)."""
-    snapshot = engine.snapshot
+    view = engine.view
     return Health(
         status="ok",
-        documents=len(snapshot.documents),
-        chunks=snapshot.num_chunks,
+        documents=view.num_documents,
+        chunks=view.live_passages,
         model=engine.embedder.info.name,
-        snapshot=snapshot.path.name,
+        snapshot=engine.version,
     )
 
 
@@ -36,15 +36,13 @@ async def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
     summary="Readiness",
 )
 def readiness(engine: Annotated[Engine, Depends(get_engine)]) -> Ready | JSONResponse:
-    """200 when the index is loaded, verified and is the index's current snapshot; 503 (with why) when a
-    newer snapshot written by another process could not be loaded, so answers would be stale."""
-    snapshot = engine.snapshot
+    """200 when the index is loaded and up to date with the store; 503 (with why) when writes made by
+    another process could not be taken in, so answers would be stale."""
+    view = engine.view
     if not ready(engine):
-        detail = f"serving {snapshot.path.name}, but the index's current snapshot fails to load: {engine.refresh_error}"
+        detail = f"serving version {engine.version}, but {engine.not_ready_because()}"
         return JSONResponse(status_code=503, content=NotReady(status="not ready", detail=detail).model_dump())
-    return Ready(
-        status="ready", snapshot=snapshot.path.name, documents=len(snapshot.documents), chunks=snapshot.num_chunks
-    )
+    return Ready(status="ready", snapshot=engine.version, documents=view.num_documents, chunks=view.live_passages)
 
 
 @router.get(

@@ -1,0 +1,210 @@
+"""BM25 over the passages on tantivy: incremental adds and deletes, durable commits, index-wide statistics.
+
+Each passage is one tantivy document: its analysed terms (Citeline's own analysis, `indexer/lexical.py`,
+joined by spaces and split again by tantivy's whitespace tokenizer, so both sides see the same terms), the
+id of its stored document version (`doc`, for deletes) and its ordinal in that document (`ord`).
+
+The index follows the record file's operation log: `APPLIED` holds the last sequence number committed
+here, and `catch_up` replays the rest, deleting a document version before adding it, so a replay after a
+crash is idempotent. tantivy's own lock lets one process write at a time; the writer is opened per catch-up,
+under the index's writer lock, and closed again so another process can write next.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tantivy
+
+from indexer.lexical import Analyzer, BM25Config, bm25_texts, document_acronyms
+from indexer.store.records import DocumentRecord, Records
+
+BM25_DIR = "bm25"
+APPLIED_FILE = "APPLIED"
+_WRITER_HEAP = 50_000_000
+
+
+def _readable_as_umask_allows(folder: Path) -> None:
+    """tantivy writes some files (.managed.json, meta.json) readable by their owner only; give them the read
+    bits the process's umask allows, like every other file, so another user can serve the index (an image's
+    index, built as root, served as an unprivileged user)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    wanted = 0o444 & ~umask
+    for path in folder.iterdir():
+        mode = path.stat().st_mode
+        if path.is_file() and mode & wanted != wanted:
+            path.chmod((mode | wanted) & 0o7777)
+
+
+class BM25Error(RuntimeError):
+    """The BM25 index is missing, damaged or could not be written."""
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
+    builder.add_unsigned_field("doc", indexed=True, fast=True)
+    builder.add_unsigned_field("ord", fast=True)
+    return builder.build()
+
+
+def passage_terms(record: DocumentRecord, config: BM25Config, analyzer: Analyzer) -> list[list[str]]:
+    """The BM25 terms of each passage of a stored document (the passage alone: no title)."""
+    text = record.document.text
+    acronyms = document_acronyms([text], config)
+    texts = bm25_texts([text], ((0, p.start, p.end) for p in record.passages), config, acronyms)
+    return [analyzer.terms(t) for t in texts]
+
+
+@dataclass(frozen=True)
+class BM25Hits:
+    """Passages a BM25 query matched: stored document id, ordinal in it, score; best first."""
+
+    keys: np.ndarray  # int64 documents.id
+    ords: np.ndarray  # int64
+    scores: np.ndarray  # float32
+
+
+class BM25Searcher:
+    """One point-in-time view of the BM25 index: what a search reads, never changed."""
+
+    def __init__(self, searcher: tantivy.Searcher, schema: tantivy.Schema) -> None:
+        self._searcher = searcher
+        self._schema = schema
+        self.num_docs = int(searcher.num_docs)
+
+    def _query(self, terms: Sequence[str]) -> tantivy.Query:
+        return tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "terms", t, "freq")) for t in terms]
+        )
+
+    def _run(self, query: tantivy.Query, limit: int) -> BM25Hits:
+        if limit <= 0:
+            return BM25Hits(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+        hits = self._searcher.search(query, limit, count=False).hits
+        addresses = [address for _, address in hits]
+        return BM25Hits(
+            np.asarray(self._searcher.fast_field_values("doc", addresses), dtype=np.int64),
+            np.asarray(self._searcher.fast_field_values("ord", addresses), dtype=np.int64),
+            np.asarray([score for score, _ in hits], dtype=np.float32),
+        )
+
+    def top(self, terms: Sequence[str], limit: int) -> BM25Hits:
+        """The `limit` best passages for the query's terms (any of them may match)."""
+        if not terms:
+            return self._run(tantivy.Query.empty_query(), 0)
+        return self._run(self._query(terms), limit)
+
+    def top_within(self, terms: Sequence[str], keys: Sequence[int], limit: int) -> BM25Hits:
+        """Like `top`, among the passages of the stored documents `keys` (a filter)."""
+        if not terms or not keys:
+            return self._run(tantivy.Query.empty_query(), 0)
+        within = tantivy.Query.const_score_query(
+            tantivy.Query.term_set_query(self._schema, "doc", [int(k) for k in keys]), 0.0
+        )
+        query = tantivy.Query.boolean_query([(tantivy.Occur.Must, within), (tantivy.Occur.Must, self._query(terms))])
+        return self._run(query, limit)
+
+    def idf(self, terms: Sequence[str]) -> np.ndarray:
+        """Inverse document frequency of each term over the passages (Lucene's, as tantivy scores with)."""
+        n = self.num_docs
+        values = []
+        for term in terms:
+            df = self._searcher.doc_freq("terms", term)
+            values.append(math.log1p((n - df + 0.5) / (df + 0.5)) if df else 0.0)
+        return np.asarray(values, dtype=np.float64)
+
+
+class BM25Index:
+    """The tantivy index of one store, kept up to date with the record file's log."""
+
+    def __init__(self, folder: Path, config: BM25Config, read_only: bool = False) -> None:
+        """`read_only`: the folder cannot be written (an image's index); tantivy still takes a lock file to
+        read, so it reads a private copy of the folder (removed at exit)."""
+        self.folder = folder
+        self.config = config
+        self.analyzer = Analyzer(config)
+        self._schema = _schema()
+        opened = folder
+        try:
+            if read_only:
+                opened = Path(tempfile.mkdtemp(prefix="citeline-bm25-")) / BM25_DIR
+                atexit.register(shutil.rmtree, opened.parent, True)
+                shutil.copytree(folder, opened, ignore=shutil.ignore_patterns("*.lock"), copy_function=shutil.copyfile)
+                opened.chmod(0o700)  # copytree copies the folder's (read-only) mode
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+            self._index = tantivy.Index(self._schema, path=str(opened), reuse=True)
+        except (ValueError, OSError) as error:
+            if read_only:
+                shutil.rmtree(opened.parent, ignore_errors=True)
+            raise BM25Error(
+                f"{folder}: the BM25 index cannot be opened ({error}); delete the folder and open the index for "
+                "writing to rebuild it from the record file"
+            ) from None
+
+    @property
+    def applied(self) -> int:
+        """The last log sequence committed to this index (0: none)."""
+        try:
+            return int((self.folder / APPLIED_FILE).read_text(encoding="utf-8").strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except ValueError:
+            return 0  # a torn write of the marker: replaying everything is safe
+
+    def _mark(self, seq: int) -> None:
+        tmp = self.folder / f".{APPLIED_FILE}.tmp"
+        tmp.write_text(f"{seq}\n", encoding="utf-8")
+        os.replace(tmp, self.folder / APPLIED_FILE)
+
+    def catch_up(self, records: Records, dimension: int) -> int:
+        """Apply the log entries past `applied`; returns how many. Call under the index's writer lock."""
+        ops = records.ops_since(self.applied)
+        if not ops:
+            return 0
+        adds = [op.key for op in ops if op.action == "add"]
+        stored = {r.key: r for r in records.records(adds, dimension)} if adds else {}
+        try:
+            writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+            # A writer killed mid-commit leaves files the next commit may name again: remove the unreferenced.
+            writer.garbage_collect_files()
+            for op in ops:
+                # By query: the term form types an int as i64, which never matches the u64 field.
+                writer.delete_documents_by_query(tantivy.Query.term_query(self._schema, "doc", op.key))
+                record = stored.get(op.key) if op.action == "add" else None
+                if record is None:
+                    continue  # deleted again later in the log: its delete comes next
+                for ordinal, terms in enumerate(passage_terms(record, self.config, self.analyzer)):
+                    document = tantivy.Document()
+                    document.add_text("terms", " ".join(terms))
+                    document.add_unsigned("doc", op.key)
+                    document.add_unsigned("ord", ordinal)
+                    writer.add_document(document)
+            writer.commit()
+            writer.wait_merging_threads()
+        except (ValueError, OSError) as error:
+            raise BM25Error(f"{self.folder}: the BM25 index could not be written ({error})") from None
+        self._mark(ops[-1].seq)
+        _readable_as_umask_allows(self.folder)
+        return len(ops)
+
+    def searcher(self) -> BM25Searcher:
+        """A view of the index as last committed (by this process or another)."""
+        try:
+            self._index.reload()
+            return BM25Searcher(self._index.searcher(), self._schema)
+        except (ValueError, OSError) as error:
+            raise BM25Error(
+                f"{self.folder}: the BM25 index cannot be read ({error}); restore it from a backup, or delete the "
+                "folder and open the index for writing to rebuild it from the record file"
+            ) from None

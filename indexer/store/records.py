@@ -1,0 +1,328 @@
+"""The system of record: one SQLite file holding documents, their passages and sentences with vectors, and a log.
+
+Everything else in an index (the live view's arrays, the BM25 index) is derived from this file and can be
+rebuilt from it without re-embedding. One write is one transaction sized by the documents it touches, and
+it is durable when it returns (WAL, `synchronous=FULL`). Every change appends to `oplog` with a sequence
+number; derivatives remember the last sequence they applied and replay the rest (`ops_since`).
+
+A replaced document is a delete and an add: it gets a new `documents.id`, so the id of a stored document
+names one version of it, and replaying "delete id, add id" is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.documents import Document
+
+RECORDS_FILE = "records.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL UNIQUE,
+    title TEXT,
+    source TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS passages (
+    doc INTEGER NOT NULL,
+    ord INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    sentences BLOB NOT NULL,
+    terms BLOB NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (doc, ord)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sentences (
+    doc INTEGER NOT NULL,
+    ord INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    terms BLOB NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (doc, ord)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS oplog (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL CHECK (action IN ('add', 'delete')),
+    doc INTEGER NOT NULL,
+    doc_id TEXT NOT NULL
+);
+"""
+
+
+class RecordsError(RuntimeError):
+    """The record file is damaged, unreadable, or the disk refused a write."""
+
+
+class DiskFullError(RecordsError):
+    """The disk (or the file system's quota) is full: the write was refused and nothing was applied."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage of a document as stored: its span, its sentences (ordinals in the document), and its BM25
+    terms as hashed ids (`term_id`), repeats kept, so BM25 can be scored from them (term frequency, length)."""
+
+    start: int
+    end: int
+    sentences: tuple[int, ...]
+    terms: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence of a document as stored: its span and its BM25 terms as hashed ids (`term_id`)."""
+
+    start: int
+    end: int
+    terms: tuple[int, ...]
+
+
+@dataclass
+class DocumentRecord:
+    """Everything stored for one document: what the view and the BM25 index are derived from."""
+
+    document: Document
+    passages: list[Passage]
+    sentences: list[Sentence]
+    passage_vectors: np.ndarray  # float32 (len(passages), dimension)
+    sentence_vectors: np.ndarray  # float32 (len(sentences), dimension)
+    key: int = 0  # documents.id once stored
+
+
+@dataclass(frozen=True)
+class Op:
+    """One entry of the operation log."""
+
+    seq: int
+    action: str  # "add" | "delete"
+    key: int  # documents.id
+    doc_id: str
+
+
+def _ints(blob: bytes, dtype: type = np.int64) -> tuple[int, ...]:
+    return tuple(np.frombuffer(blob, dtype=dtype).tolist())
+
+
+def _blob(values: Sequence[int], dtype: type = np.int64) -> bytes:
+    return np.asarray(values, dtype=dtype).tobytes()
+
+
+def _translate(error: sqlite3.Error, path: Path) -> RecordsError:
+    message = str(error)
+    if isinstance(error, sqlite3.OperationalError) and ("full" in message or "disk I/O" in message):
+        return DiskFullError(f"{path}: the disk is full or failing ({message}): nothing was written; free space")
+    if isinstance(error, sqlite3.DatabaseError) and ("malformed" in message or "not a database" in message):
+        return RecordsError(
+            f"{path}: the record file is damaged ({message}); restore it from a backup (`citeline backup`)"
+        )
+    return RecordsError(f"{path}: {message}")
+
+
+class Records:
+    """The SQLite record file of one index. One connection, serialised by a lock: writes are one at a time
+    anyway, and reads of whole documents are rare (loading, catching up)."""
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """`read_only`: a file nobody writes while it is open (an index baked into an image): no locks, no
+        write-ahead log, nothing created beside it."""
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.RLock()
+        try:
+            if read_only:
+                uri = f"{path.resolve().as_uri()}?immutable=1"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            else:
+                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+            version = self.meta("schema_version")
+            if version is None and not read_only:
+                self.set_meta({"schema_version": str(SCHEMA_VERSION)})
+            elif version is not None and int(version) > SCHEMA_VERSION:
+                raise RecordsError(
+                    f"{path}: record schema {version} is newer than this build reads ({SCHEMA_VERSION}): "
+                    "upgrade citeline"
+                )
+        except sqlite3.Error as error:
+            raise _translate(error, path) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite has rolled back already after some errors (a full disk)
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                raise _translate(error, self.path) from None
+
+    def _query(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, parameters).fetchall()
+            except sqlite3.Error as error:
+                raise _translate(error, self.path) from None
+
+    # -- settings ------------------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items()))
+
+    # -- writes --------------------------------------------------------------------------------------------
+    def apply(self, adds: Sequence[DocumentRecord], deletes: Iterable[str]) -> int:
+        """Delete the documents `deletes` names (ids not stored are ignored) and the stored versions of the
+        documents in `adds`, then store `adds`: one transaction. Returns the last sequence number."""
+        with self._transaction() as db:
+            for doc_id in [*deletes, *(r.document.doc_id for r in adds)]:
+                row = db.execute("SELECT id FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+                if row is None:
+                    continue
+                key = int(row[0])
+                db.execute("DELETE FROM documents WHERE id = ?", (key,))
+                db.execute("DELETE FROM passages WHERE doc = ?", (key,))
+                db.execute("DELETE FROM sentences WHERE doc = ?", (key,))
+                db.execute("INSERT INTO oplog (action, doc, doc_id) VALUES ('delete', ?, ?)", (key, doc_id))
+            for record in adds:
+                d = record.document
+                cursor = db.execute(
+                    "INSERT INTO documents (doc_id, title, source, metadata, content_hash, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (d.doc_id, d.title, d.source, json.dumps(d.metadata, ensure_ascii=False), d.content_hash, d.text),
+                )
+                key = int(cursor.lastrowid or 0)
+                record.key = key
+                pv = np.ascontiguousarray(record.passage_vectors, dtype=np.float32)
+                sv = np.ascontiguousarray(record.sentence_vectors, dtype=np.float32)
+                db.executemany(
+                    "INSERT INTO passages (doc, ord, start, end, sentences, terms, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (key, i, p.start, p.end, _blob(p.sentences, np.int32), _blob(p.terms), pv[i].tobytes())
+                        for i, p in enumerate(record.passages)
+                    ],
+                )
+                db.executemany(
+                    "INSERT INTO sentences (doc, ord, start, end, terms, vector) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(key, i, s.start, s.end, _blob(s.terms), sv[i].tobytes()) for i, s in enumerate(record.sentences)],
+                )
+                db.execute("INSERT INTO oplog (action, doc, doc_id) VALUES ('add', ?, ?)", (key, d.doc_id))
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM oplog").fetchone()[0]
+        return int(seq)
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    def last_seq(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM oplog")[0][0])
+
+    def ops_since(self, seq: int) -> list[Op]:
+        rows = self._query("SELECT seq, action, doc, doc_id FROM oplog WHERE seq > ? ORDER BY seq", (seq,))
+        return [Op(int(s), str(a), int(k), str(i)) for s, a, k, i in rows]
+
+    def content_hashes(self) -> dict[str, str]:
+        """doc_id -> content hash of every stored document."""
+        return {str(i): str(h) for i, h in self._query("SELECT doc_id, content_hash FROM documents")}
+
+    def sources(self) -> dict[str, str]:
+        """doc_id -> source of every stored document."""
+        return {str(i): str(s) for i, s in self._query("SELECT doc_id, source FROM documents")}
+
+    def count(self, table: str) -> int:
+        assert table in ("documents", "passages", "sentences")
+        return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+    def keys(self) -> list[int]:
+        return [int(k) for (k,) in self._query("SELECT id FROM documents ORDER BY id")]
+
+    def records(self, keys: Sequence[int] | None = None, dimension: int = 0) -> Iterator[DocumentRecord]:
+        """Stored documents (all of them, in id order, when `keys` is None), whole."""
+        wanted = self.keys() if keys is None else sorted(set(keys))
+        for at in range(0, len(wanted), 500):
+            batch = wanted[at : at + 500]
+            marks = ",".join("?" * len(batch))
+            documents = self._query(
+                f"SELECT id, doc_id, title, source, metadata, text FROM documents WHERE id IN ({marks}) ORDER BY id",
+                batch,
+            )
+            passages: dict[int, list[tuple]] = {}
+            for row in self._query(
+                f"SELECT doc, start, end, sentences, vector, terms FROM passages WHERE doc IN ({marks}) "
+                "ORDER BY doc, ord",
+                batch,
+            ):
+                passages.setdefault(int(row[0]), []).append(row)
+            sentences: dict[int, list[tuple]] = {}
+            for row in self._query(
+                f"SELECT doc, start, end, terms, vector FROM sentences WHERE doc IN ({marks}) ORDER BY doc, ord",
+                batch,
+            ):
+                sentences.setdefault(int(row[0]), []).append(row)
+            for key, doc_id, title, source, metadata, text in documents:
+                p_rows, s_rows = passages.get(int(key), []), sentences.get(int(key), [])
+                yield DocumentRecord(
+                    document=Document(
+                        doc_id=doc_id, text=text, title=title, source=source, metadata=json.loads(metadata)
+                    ),
+                    passages=[Passage(int(s), int(e), _ints(b, np.int32), _ints(t)) for _, s, e, b, _, t in p_rows],
+                    sentences=[Sentence(int(s), int(e), _ints(b)) for _, s, e, b, _ in s_rows],
+                    passage_vectors=_matrix([r[4] for r in p_rows], dimension),
+                    sentence_vectors=_matrix([r[4] for r in s_rows], dimension),
+                    key=int(key),
+                )
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the main file (before the file is moved or copied whole)."""
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                raise _translate(error, self.path) from None
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: "ok" or what is wrong."""
+        rows = self._query("PRAGMA integrity_check")
+        return "; ".join(str(r[0]) for r in rows[:5])
+
+    def backup(self, destination: Path) -> None:
+        """A consistent copy of the live file (SQLite's online backup), fsynced."""
+        with self._lock:
+            target = sqlite3.connect(destination)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+
+
+def _matrix(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), -1).copy()

@@ -1,0 +1,288 @@
+"""The live view of a store: what a search reads, as flat arrays over passage and sentence rows.
+
+A `View` is immutable. A write makes the next view by appending the new documents' rows and marking the
+rows of deleted documents dead (tombstones), at a cost set by the documents written, not by the
+collection: the arrays grow in place past the end that older views see (capacity doubles), so no row an
+older view reads ever changes, and a search that started on it finishes on it. Dead rows stay in the
+arrays, hidden from every search, until the store is next opened (which loads only live documents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from indexer.documents import Document
+from indexer.sentences import Span
+from indexer.store.bm25 import BM25Hits, BM25Searcher
+from indexer.store.records import DocumentRecord
+
+_MIN_CAPACITY = 1024
+
+
+def _starts(buffer: np.ndarray, prefix: np.ndarray) -> bool:
+    """Whether `prefix` is the start of `buffer` itself (the same memory), not a copy."""
+    if len(prefix) == 0:
+        return True
+    address: int = buffer.__array_interface__["data"][0]
+    return bool(address == prefix.__array_interface__["data"][0])
+
+
+class Buffers:
+    """The growable storage behind a lineage of views: each column's buffer, of which a view sees a prefix."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def extend(self, name: str, current: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """`current` (a prefix of the buffer) followed by `values`, written past the end older views see."""
+        n, k = len(current), len(values)
+        buffer = self._buffers.get(name)
+        if buffer is None or n + k > len(buffer) or not _starts(buffer, current):
+            # No buffer yet, no room, or `current` is a changed copy (tombstones): a new buffer from `current`.
+            grown = np.empty((max(_MIN_CAPACITY, 2 * (n + k)), *current.shape[1:]), dtype=current.dtype)
+            grown[:n] = current
+            self._buffers[name] = buffer = grown
+        buffer[n : n + k] = values
+        return buffer[: n + k]
+
+
+@dataclass(frozen=True)
+class View:
+    """One version of the collection, read-only; `seq` is the last log entry it holds."""
+
+    seq: int
+    dimension: int
+    buffers: Buffers
+    bm25: BM25Searcher | None
+    documents: tuple[Document, ...]
+    doc_keys: np.ndarray  # int64, stored id of each document row (increasing)
+    doc_alive: np.ndarray  # bool
+    doc_passages: np.ndarray  # int64, first passage row of each document row
+    passage_docs: np.ndarray  # int32, document row of each passage row
+    passage_starts: np.ndarray  # int64
+    passage_ends: np.ndarray  # int64
+    passage_alive: np.ndarray  # bool
+    passage_vectors: np.ndarray  # float32 (passages, dimension)
+    passage_sentence_ptr: np.ndarray  # int64, passages + 1: sentences of passage r are rows[ptr[r]:ptr[r+1]]
+    passage_sentence_rows: np.ndarray  # int64
+    sentence_docs: np.ndarray  # int32
+    sentence_starts: np.ndarray  # int64
+    sentence_ends: np.ndarray  # int64
+    sentence_passages: np.ndarray  # int64, first passage row holding each sentence
+    sentence_vectors: np.ndarray  # float32 (sentences, dimension)
+    sentence_term_ptr: np.ndarray  # int64, sentences + 1: terms of sentence s are ids[ptr[s]:ptr[s+1]]
+    sentence_term_ids: np.ndarray  # int64 `term_id`s
+    passage_term_ptr: np.ndarray  # int64, passages + 1: BM25 terms of passage r are ids[ptr[r]:ptr[r+1]]
+    passage_term_ids: np.ndarray  # int64 `term_id`s, repeats kept
+    doc_rows: dict[str, int] = field(default_factory=dict)  # doc_id -> row, live documents only
+    dead_passages: int = 0
+    live_terms: int = 0  # BM25 terms in the live passages (their mean is BM25's average length)
+
+    @classmethod
+    def empty(cls, dimension: int, bm25: BM25Searcher | None = None) -> View:
+        i64, i32 = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        vectors = np.zeros((0, dimension), np.float32)
+        return cls(
+            seq=0,
+            dimension=dimension,
+            buffers=Buffers(),
+            bm25=bm25,
+            documents=(),
+            doc_keys=i64,
+            doc_alive=np.zeros(0, bool),
+            doc_passages=i64,
+            passage_docs=i32,
+            passage_starts=i64,
+            passage_ends=i64,
+            passage_alive=np.zeros(0, bool),
+            passage_vectors=vectors,
+            passage_sentence_ptr=np.zeros(1, np.int64),
+            passage_sentence_rows=i64,
+            sentence_docs=i32,
+            sentence_starts=i64,
+            sentence_ends=i64,
+            sentence_passages=i64,
+            sentence_vectors=vectors,
+            sentence_term_ptr=np.zeros(1, np.int64),
+            sentence_term_ids=i64,
+            passage_term_ptr=np.zeros(1, np.int64),
+            passage_term_ids=i64,
+        )
+
+    # -- reading -------------------------------------------------------------------------------------------
+    @property
+    def num_passages(self) -> int:
+        return int(self.passage_docs.shape[0])
+
+    @property
+    def num_documents(self) -> int:
+        """Live documents."""
+        return len(self.doc_rows)
+
+    @property
+    def live_passages(self) -> int:
+        return self.num_passages - self.dead_passages
+
+    def live_documents(self) -> list[Document]:
+        """The live documents, in the order they were written."""
+        return [self.documents[row] for row in sorted(self.doc_rows.values())]
+
+    def document(self, doc_id: str) -> Document | None:
+        row = self.doc_rows.get(doc_id)
+        return None if row is None else self.documents[row]
+
+    def passage_count(self, doc_id: str) -> int:
+        row = self.doc_rows.get(doc_id)
+        if row is None:
+            return 0
+        end = self.doc_passages[row + 1] if row + 1 < len(self.doc_passages) else self.num_passages
+        return int(end - self.doc_passages[row])
+
+    def passage_span(self, row: int) -> Span:
+        return Span(int(self.passage_starts[row]), int(self.passage_ends[row]))
+
+    def passage_document(self, row: int) -> Document:
+        return self.documents[int(self.passage_docs[row])]
+
+    def passage_text(self, row: int) -> str:
+        span = self.passage_span(row)
+        return self.passage_document(row).text[span.start : span.end]
+
+    def sentence_span(self, row: int) -> Span:
+        return Span(int(self.sentence_starts[row]), int(self.sentence_ends[row]))
+
+    def sentence_rows_of(self, row: int) -> np.ndarray:
+        return self.passage_sentence_rows[self.passage_sentence_ptr[row] : self.passage_sentence_ptr[row + 1]]
+
+    def live_mask(self) -> np.ndarray | None:
+        """Passage rows a search may return; None when all are live (the common case, no mask needed)."""
+        return self.passage_alive if self.dead_passages else None
+
+    def rows_of(self, hits: BM25Hits) -> tuple[np.ndarray, np.ndarray]:
+        """The passage rows of BM25 hits and their scores (hits of documents this view lacks are dropped)."""
+        if len(hits.keys) == 0 or len(self.doc_keys) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        doc_rows = np.minimum(np.searchsorted(self.doc_keys, hits.keys), len(self.doc_keys) - 1)
+        known = (self.doc_keys[doc_rows] == hits.keys) & self.doc_alive[doc_rows]
+        rows = self.doc_passages[doc_rows[known]] + hits.ords[known]
+        return rows.astype(np.int64), hits.scores[known]
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def changed(
+        self, added: Sequence[DocumentRecord], deleted: Sequence[int], seq: int, bm25: BM25Searcher | None
+    ) -> View:
+        """The next view: the documents stored under the keys `deleted` gone, then `added` appended."""
+        doc_alive, passage_alive = self.doc_alive, self.passage_alive
+        doc_rows = dict(self.doc_rows)
+        dead, live_terms = self.dead_passages, self.live_terms
+        gone = [int(r) for r in np.searchsorted(self.doc_keys, np.asarray(deleted, dtype=np.int64))]
+        gone = [r for r, key in zip(gone, deleted, strict=True) if r < len(self.doc_keys) and self.doc_keys[r] == key]
+        if gone:
+            doc_alive, passage_alive = doc_alive.copy(), passage_alive.copy()
+            for row in gone:
+                if not doc_alive[row]:
+                    continue
+                doc_alive[row] = False
+                first = int(self.doc_passages[row])
+                last = int(self.doc_passages[row + 1]) if row + 1 < len(self.doc_passages) else self.num_passages
+                passage_alive[first:last] = False
+                dead += last - first
+                live_terms -= int(self.passage_term_ptr[last] - self.passage_term_ptr[first])
+                doc_id = self.documents[row].doc_id
+                if doc_rows.get(doc_id) == row:
+                    del doc_rows[doc_id]
+        view = replace(
+            self,
+            seq=seq,
+            bm25=bm25,
+            doc_alive=doc_alive,
+            passage_alive=passage_alive,
+            doc_rows=doc_rows,
+            dead_passages=dead,
+            live_terms=live_terms,
+        )
+        return view._appended(added) if added else view
+
+    def _appended(self, records: Sequence[DocumentRecord]) -> View:
+        grow = self.buffers.extend
+        n_docs, n_passages, n_sentences = len(self.documents), self.num_passages, len(self.sentence_docs)
+        doc_passages: list[int] = []
+        passage_docs: list[int] = []
+        passage_sentence_ptr: list[int] = []
+        passage_sentence_rows: list[int] = []
+        sentence_docs: list[int] = []
+        sentence_passages: list[int] = []
+        term_ptr: list[int] = []
+        term_ids: list[int] = []
+        p_at, s_at, t_at = n_passages, n_sentences, int(self.sentence_term_ptr[-1])
+        doc_rows = self.doc_rows
+        for i, record in enumerate(records):
+            row = n_docs + i
+            doc_rows[record.document.doc_id] = row
+            doc_passages.append(p_at)
+            first_holder = np.full(len(record.sentences), -1, dtype=np.int64)
+            for ordinal, passage in enumerate(record.passages):
+                passage_docs.append(row)
+                rows = [s_at + s for s in passage.sentences]
+                passage_sentence_rows.extend(rows)
+                passage_sentence_ptr.append(int(self.passage_sentence_ptr[-1]) + len(passage_sentence_rows))
+                for s in passage.sentences:
+                    if first_holder[s] < 0:
+                        first_holder[s] = p_at + ordinal
+            for sentence in record.sentences:
+                sentence_docs.append(row)
+                t_at += len(sentence.terms)
+                term_ptr.append(t_at)
+                term_ids.extend(sentence.terms)
+            sentence_passages.extend(first_holder.tolist())
+            p_at += len(record.passages)
+            s_at += len(record.sentences)
+        i64 = np.int64
+        passages = [p for r in records for p in r.passages]
+        passage_terms = [len(p.terms) for p in passages]
+        sentences = [s for r in records for s in r.sentences]
+        empty = np.zeros((0, self.dimension), np.float32)
+        return replace(
+            self,
+            documents=self.documents + tuple(r.document for r in records),
+            doc_keys=grow("doc_keys", self.doc_keys, np.asarray([r.key for r in records], i64)),
+            doc_alive=grow("doc_alive", self.doc_alive, np.ones(len(records), bool)),
+            doc_passages=grow("doc_passages", self.doc_passages, np.asarray(doc_passages, i64)),
+            passage_docs=grow("passage_docs", self.passage_docs, np.asarray(passage_docs, np.int32)),
+            passage_starts=grow("passage_starts", self.passage_starts, np.asarray([p.start for p in passages], i64)),
+            passage_ends=grow("passage_ends", self.passage_ends, np.asarray([p.end for p in passages], i64)),
+            passage_alive=grow("passage_alive", self.passage_alive, np.ones(len(passages), bool)),
+            passage_vectors=grow(
+                "passage_vectors", self.passage_vectors, np.vstack([empty, *(r.passage_vectors for r in records)])
+            ),
+            passage_sentence_ptr=grow(
+                "passage_sentence_ptr", self.passage_sentence_ptr, np.asarray(passage_sentence_ptr, i64)
+            ),
+            passage_sentence_rows=grow(
+                "passage_sentence_rows", self.passage_sentence_rows, np.asarray(passage_sentence_rows, i64)
+            ),
+            sentence_docs=grow("sentence_docs", self.sentence_docs, np.asarray(sentence_docs, np.int32)),
+            sentence_starts=grow(
+                "sentence_starts", self.sentence_starts, np.asarray([s.start for s in sentences], i64)
+            ),
+            sentence_ends=grow("sentence_ends", self.sentence_ends, np.asarray([s.end for s in sentences], i64)),
+            sentence_passages=grow("sentence_passages", self.sentence_passages, np.asarray(sentence_passages, i64)),
+            sentence_vectors=grow(
+                "sentence_vectors", self.sentence_vectors, np.vstack([empty, *(r.sentence_vectors for r in records)])
+            ),
+            sentence_term_ptr=grow("sentence_term_ptr", self.sentence_term_ptr, np.asarray(term_ptr, i64)),
+            sentence_term_ids=grow("sentence_term_ids", self.sentence_term_ids, np.asarray(term_ids, i64)),
+            passage_term_ptr=grow(
+                "passage_term_ptr",
+                self.passage_term_ptr,
+                int(self.passage_term_ptr[-1]) + np.cumsum(np.asarray(passage_terms, i64)),
+            ),
+            passage_term_ids=grow(
+                "passage_term_ids", self.passage_term_ids, np.asarray([t for p in passages for t in p.terms], i64)
+            ),
+            live_terms=self.live_terms + sum(passage_terms),
+            doc_rows=doc_rows,
+        )
