@@ -1,8 +1,9 @@
 """BM25 over the passages on tantivy: incremental adds and deletes, durable commits, index-wide statistics.
 
-Each passage is one tantivy document: its analysed terms (Citeline's own analysis, `indexer/lexical.py`,
-joined by spaces and split again by tantivy's whitespace tokenizer, so both sides see the same terms), the
-id of its stored document version (`doc`, for deletes) and its ordinal in that document (`ord`).
+Each passage is one tantivy document: its BM25 terms as stored in the record file (the `term_id`s that
+Citeline's own analysis gave, `indexer/lexical.py`, written in hex and split again by tantivy's whitespace
+tokenizer), the id of its stored document version (`doc`, for deletes) and its ordinal in it (`ord`). The
+index analyses no text: a replay reads the stored terms, and a question's terms go through the same ids.
 
 The index follows the record file's operation log: `APPLIED` holds the last sequence number committed
 here, and `catch_up` replays the rest, deleting a document version before adding it, so a replay after a
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
-from indexer.lexical import Analyzer, BM25Config, bm25_texts, document_acronyms
-from indexer.store.records import DocumentRecord, Records
+from indexer.lexical import term_id
+from indexer.store.records import Records
 
 BM25_DIR = "bm25"
 APPLIED_FILE = "APPLIED"
@@ -57,12 +58,9 @@ def _schema() -> tantivy.Schema:
     return builder.build()
 
 
-def passage_terms(record: DocumentRecord, config: BM25Config, analyzer: Analyzer) -> list[list[str]]:
-    """The BM25 terms of each passage of a stored document (the passage alone: no title)."""
-    text = record.document.text
-    acronyms = document_acronyms([text], config)
-    texts = bm25_texts([text], ((0, p.start, p.end) for p in record.passages), config, acronyms)
-    return [analyzer.terms(t) for t in texts]
+def token(term: str) -> str:
+    """What the BM25 index holds for an analysed term: its `term_id` in hex."""
+    return format(term_id(term), "x")
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ class BM25Searcher:
 
     def _query(self, terms: Sequence[str]) -> tantivy.Query:
         return tantivy.Query.boolean_query(
-            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "terms", t, "freq")) for t in terms]
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "terms", token(t), "freq")) for t in terms]
         )
 
     def _run(self, query: tantivy.Query, limit: int) -> BM25Hits:
@@ -119,7 +117,7 @@ class BM25Searcher:
         n = self.num_docs
         values = []
         for term in terms:
-            df = self._searcher.doc_freq("terms", term)
+            df = self._searcher.doc_freq("terms", token(term))
             values.append(math.log1p((n - df + 0.5) / (df + 0.5)) if df else 0.0)
         return np.asarray(values, dtype=np.float64)
 
@@ -127,12 +125,10 @@ class BM25Searcher:
 class BM25Index:
     """The tantivy index of one store, kept up to date with the record file's log."""
 
-    def __init__(self, folder: Path, config: BM25Config, read_only: bool = False) -> None:
+    def __init__(self, folder: Path, read_only: bool = False) -> None:
         """`read_only`: the folder cannot be written (an image's index); tantivy still takes a lock file to
         read, so it reads a private copy of the folder (removed at exit)."""
         self.folder = folder
-        self.config = config
-        self.analyzer = Analyzer(config)
         self._schema = _schema()
         opened = folder
         try:
@@ -167,13 +163,13 @@ class BM25Index:
         tmp.write_text(f"{seq}\n", encoding="utf-8")
         os.replace(tmp, self.folder / APPLIED_FILE)
 
-    def catch_up(self, records: Records, dimension: int) -> int:
+    def catch_up(self, records: Records) -> int:
         """Apply the log entries past `applied`; returns how many. Call under the index's writer lock."""
         ops = records.ops_since(self.applied)
         if not ops:
             return 0
         adds = [op.key for op in ops if op.action == "add"]
-        stored = {r.key: r for r in records.records(adds, dimension)} if adds else {}
+        stored = records.passage_terms(adds) if adds else {}
         try:
             writer = self._index.writer(heap_size=_WRITER_HEAP, num_threads=1)
             # A writer killed mid-commit leaves files the next commit may name again: remove the unreferenced.
@@ -181,12 +177,12 @@ class BM25Index:
             for op in ops:
                 # By query: the term form types an int as i64, which never matches the u64 field.
                 writer.delete_documents_by_query(tantivy.Query.term_query(self._schema, "doc", op.key))
-                record = stored.get(op.key) if op.action == "add" else None
-                if record is None:
+                passages = stored.get(op.key) if op.action == "add" else None
+                if passages is None:
                     continue  # deleted again later in the log: its delete comes next
-                for ordinal, terms in enumerate(passage_terms(record, self.config, self.analyzer)):
+                for ordinal, terms in enumerate(passages):
                     document = tantivy.Document()
-                    document.add_text("terms", " ".join(terms))
+                    document.add_text("terms", " ".join(format(t, "x") for t in terms))
                     document.add_unsigned("doc", op.key)
                     document.add_unsigned("ord", ordinal)
                     writer.add_document(document)

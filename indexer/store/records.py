@@ -307,6 +307,21 @@ class Records:
             except sqlite3.Error as error:
                 raise _translate(error, self.path) from None
 
+    def passage_terms(self, keys: Sequence[int]) -> dict[int, list[tuple[int, ...]]]:
+        """The BM25 terms of each passage of the stored documents `keys` (those still stored), in order."""
+        found: dict[int, list[tuple[int, ...]]] = {}
+        wanted = sorted(set(keys))
+        for at in range(0, len(wanted), 500):
+            batch = wanted[at : at + 500]
+            marks = ",".join("?" * len(batch))
+            for doc, terms in self._query(
+                f"SELECT doc, terms FROM passages WHERE doc IN ({marks}) ORDER BY doc, ord", batch
+            ):
+                found.setdefault(int(doc), []).append(_ints(terms))
+            for (doc,) in self._query(f"SELECT id FROM documents WHERE id IN ({marks})", batch):
+                found.setdefault(int(doc), [])  # stored, without passages
+        return found
+
     def integrity_check(self) -> str:
         """SQLite's own check of the file: "ok" or what is wrong."""
         rows = self._query("PRAGMA integrity_check")

@@ -115,7 +115,7 @@ class Store:
         self.read_only = records.read_only
         self.records = records
         self.settings = settings
-        self.bm25 = BM25Index(index_dir / BM25_DIR, settings.bm25, read_only=self.read_only)
+        self.bm25 = BM25Index(index_dir / BM25_DIR, read_only=self.read_only)
         self.bm25_error: str | None = None  # why the last write could not update the BM25 index, until one can
 
     @classmethod
@@ -192,12 +192,12 @@ class Store:
         A BM25 index that cannot take the replay (damaged by the crash) is rebuilt from the record file.
         """
         try:
-            replayed = self.bm25.catch_up(self.records, self.dimension)
+            replayed = self.bm25.catch_up(self.records)
         except BM25Error as error:
             logger.warning("%s; rebuilding it from the record file", error)
             shutil.rmtree(self.bm25.folder, ignore_errors=True)
-            self.bm25 = BM25Index(self.bm25.folder, self.settings.bm25)
-            replayed = self.bm25.catch_up(self.records, self.dimension)
+            self.bm25 = BM25Index(self.bm25.folder)
+            replayed = self.bm25.catch_up(self.records)
         if replayed:
             logger.info("replayed %d log entries into the BM25 index %s", replayed, self.bm25.folder)
         return replayed
@@ -216,7 +216,7 @@ class Store:
         # The write is durable now: a BM25 failure must not report it as failed. It is kept (the service is
         # not ready meanwhile) and the next write, or the next start, replays what the BM25 index missed.
         try:
-            self.bm25.catch_up(self.records, self.dimension)
+            self.bm25.catch_up(self.records)
         except BM25Error as error:
             self.bm25_error = str(error)
             logger.error("the BM25 index is behind the record file: %s", error)
