@@ -18,7 +18,7 @@ from indexer.embedding import Embedder, ModelInfo
 from indexer.encoders import index_encoder_cache
 from indexer.lexical import Analyzer, BM25Config
 from indexer.store.migrate import migrate_if_needed
-from indexer.store.store import Store, StoreError, is_store, writer_lock
+from indexer.store.store import Store, StoreError, WriterBusyError, is_store, writer_lock
 from indexer.store.view import View
 from service.batching import BatchingEncoder
 from service.filters import SearchFilter
@@ -231,12 +231,26 @@ class Engine:
         """
         with self._write_lock:
             try:
+                self._repair_bm25()
                 changed = self._follow()
             except Exception as error:
                 self.refresh_error = str(error)
                 raise
             self.refresh_error = None
             return changed
+
+    def _repair_bm25(self) -> None:
+        """Replay what the BM25 index missed (a writer that died between its record and its BM25 commit, a
+        BM25 failure of an earlier write), when no other writer is at work."""
+        store = self.store
+        if store.read_only or store.bm25.applied >= store.records.last_seq():
+            return
+        try:
+            with writer_lock(self.index_dir, timeout=0):
+                store.recover()
+                store.bm25_error = None
+        except WriterBusyError:
+            pass  # the writer at work brings it up to date itself
 
     def not_ready_because(self) -> str | None:
         """Why answers may be stale (another process's writes not taken in, the BM25 index behind), or None."""

@@ -259,3 +259,23 @@ def test_backup_of_a_live_index_while_it_writes(writable: Engine, tmp_path: Path
     copy = Engine.load(Settings(index=tmp_path / "backup"), embedder=embedder)
     assert "before" in copy.view.doc_rows and "after" not in copy.view.doc_rows
     assert math.isfinite(copy.search("written before the backup", 1, Mode.hybrid)[0].score)
+
+
+def test_a_served_index_repairs_what_a_dead_writer_left_behind(writable: Engine, embedder: Embedder):
+    """Another process stored a write and died before its BM25 commit: the server's next refresh replays it."""
+    from indexer.build import prepare
+
+    other = Store.open(writable.index_dir)
+    try:
+        (record,) = prepare(
+            [Document(doc_id="orphan", text="The zqlighthouse keeper wrote the log.", source=API_SOURCE)],
+            embedder,
+            other.settings.chunker,
+            other.settings.bm25,
+        )
+        other.records.apply([record], [])  # ... and the process is killed here
+    finally:
+        other.close()
+    assert writable.refresh()
+    assert writable.not_ready_because() is None
+    assert writable.search("zqlighthouse keeper", 1, Mode.bm25)[0].doc_id == "orphan"
