@@ -205,9 +205,17 @@ class Store:
     def load(self) -> View:
         """A view of every live document, as stored now."""
         seq = self.records.last_seq()
-        view = View.empty(self.dimension)
-        records = list(self.records.records(None, self.dimension))
-        return view.changed(records, [], seq, self.bm25.searcher())
+        searcher = self.bm25.searcher()
+        view = View.empty(
+            self.dimension, searcher, self.records.count("passages"), self.records.count("sentences")
+        )
+        batch: list[DocumentRecord] = []
+        for record in self.records.records(None, self.dimension):
+            batch.append(record)
+            if len(batch) == 1000:
+                view = view.changed(batch, [], seq, searcher)
+                batch = []
+        return view.changed(batch, [], seq, searcher)
 
     def write(self, adds: Sequence[DocumentRecord], deletes: Sequence[str] = ()) -> int:
         """Store `adds` (replacing any stored versions) and delete `deletes`, durably; then update the BM25

@@ -33,8 +33,10 @@ def _starts(buffer: np.ndarray, prefix: np.ndarray) -> bool:
 class Buffers:
     """The growable storage behind a lineage of views: each column's buffer, of which a view sees a prefix."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserve: dict[str, int] | None = None) -> None:
+        """`reserve`: rows to allocate at once for some columns (a load that knows its size need not grow)."""
         self._buffers: dict[str, np.ndarray] = {}
+        self._reserve = dict(reserve or {})
 
     def extend(self, name: str, current: np.ndarray, values: np.ndarray) -> np.ndarray:
         """`current` (a prefix of the buffer) followed by `values`, written past the end older views see."""
@@ -42,7 +44,9 @@ class Buffers:
         buffer = self._buffers.get(name)
         if buffer is None or n + k > len(buffer) or not _starts(buffer, current):
             # No buffer yet, no room, or `current` is a changed copy (tombstones): a new buffer from `current`.
-            grown = np.empty((max(_MIN_CAPACITY, 2 * (n + k)), *current.shape[1:]), dtype=current.dtype)
+            rows = max(_MIN_CAPACITY, 2 * (n + k)) if buffer is not None else max(_MIN_CAPACITY, n + k)
+            rows = max(rows, self._reserve.pop(name, 0))
+            grown = np.empty((rows, *current.shape[1:]), dtype=current.dtype)
             grown[:n] = current
             self._buffers[name] = buffer = grown
         buffer[n : n + k] = values
@@ -82,13 +86,15 @@ class View:
     live_terms: int = 0  # BM25 terms in the live passages (their mean is BM25's average length)
 
     @classmethod
-    def empty(cls, dimension: int, bm25: BM25Searcher | None = None) -> View:
+    def empty(cls, dimension: int, bm25: BM25Searcher | None = None, passages: int = 0, sentences: int = 0) -> View:
+        """An empty view; `passages` and `sentences`: how many are about to be loaded (their vectors are
+        allocated once, not grown by doubling)."""
         i64, i32 = np.zeros(0, np.int64), np.zeros(0, np.int32)
         vectors = np.zeros((0, dimension), np.float32)
         return cls(
             seq=0,
             dimension=dimension,
-            buffers=Buffers(),
+            buffers=Buffers({"passage_vectors": passages, "sentence_vectors": sentences}),
             bm25=bm25,
             documents=(),
             doc_keys=i64,
