@@ -39,7 +39,7 @@ COPY seeds /app/seeds
 # seconds instead of compiling some 3,300 modules each time.
 # (-P: import the installed package, not the sources in the working directory.)
 RUN /opt/citeline/bin/citeline index /app/seeds --index /app/index --quiet \
-    && /opt/citeline/bin/python -P -c 'import service.app, uvicorn.main'
+    && /opt/citeline/bin/python -P -c 'import service.api.app, uvicorn.main'
 
 # ---- runtime: the venv and the index, no build tools, not root
 FROM ${BASE_IMAGE}

@@ -48,7 +48,7 @@ bench-writes: $(BENCH_STAMP)
 
 # The crash harness of `make test`, long: 200 SIGKILLs of a writer at random moments; writes bench/CRASH.md.
 crash: install
-	CITELINE_CRASH_KILLS=200 CITELINE_CRASH_REPORT=bench/CRASH.md $(BIN)/pytest -q -s tests/test_crash.py
+	CITELINE_CRASH_KILLS=200 CITELINE_CRASH_REPORT=bench/CRASH.md $(BIN)/pytest -q -s tests/system/test_crash.py
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download cannot be reached); apt needs root.
 # Without it they skip, saying so.
@@ -61,7 +61,7 @@ browser:
 
 # Re-take docs/screenshot.png (the README's picture of the results page).
 screenshot: install browser
-	CITELINE_SCREENSHOT=docs/screenshot.png $(BIN)/pytest -q tests/test_pages_browser.py -k screenshot
+	CITELINE_SCREENSHOT=docs/screenshot.png $(BIN)/pytest -q tests/system/test_pages_browser.py -k screenshot
 
 clean:
 	rm -rf $(VENV) $(INDEX) .pytest_cache .mypy_cache .ruff_cache .hypothesis
@@ -85,7 +85,7 @@ docker-smoke:
 
 # The long API fuzz: 4x the examples of the one in `make test`; writes its figures to bench/FUZZ.md.
 fuzz: install
-	CITELINE_FUZZ_SCALE=4 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q tests/test_fuzz.py
+	CITELINE_FUZZ_SCALE=4 CITELINE_FUZZ_REPORT=bench/FUZZ.md $(BIN)/pytest -q tests/system/test_fuzz.py
 
 # Load with live writes against a real server: 10,000 searches from 16 clients while documents are added,
 # updated and deleted and the index is re-indexed twice; writes its figures to bench/LOAD.md.

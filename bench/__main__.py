@@ -16,10 +16,10 @@ from pathlib import Path
 from bench import indexing, latency, peer, quality, writes
 from bench.common import ROOT, LatencySummary, citeline_server
 from bench.report import write_report
-from indexer.documents import load_documents
-from indexer.embedding import Embedder
+from indexer.model.embedding import Embedder
+from indexer.text.documents import load_documents
 from service.engine import Engine, chunker_config
-from service.evaluation import load_dataset
+from service.evaluation.evaluate import load_dataset
 from service.settings import Settings
 
 SEED_QUESTIONS = ROOT / "tests" / "data" / "seed_questions.jsonl"

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from indexer.build import sync_index
-from indexer.chunking import clip_title, embedding_text
-from indexer.documents import load_documents
-from indexer.embedding import Embedder, resolve_model
+from indexer.model.embedding import Embedder, resolve_model
 from indexer.store.store import Store
+from indexer.text.chunking import clip_title, embedding_text
+from indexer.text.documents import load_documents
 from service.engine import chunker_config
 from service.settings import Settings
 

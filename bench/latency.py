@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 
 from bench.common import LatencySummary, load, percentile
-from indexer.embedding import resolve_model
+from indexer.model.embedding import resolve_model
 from indexer.store.view import View
 
 

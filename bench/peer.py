@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.common import free_port, percentile, running
-from indexer.chunking import clip_title, embedding_text
-from indexer.embedding import Embedder
-from indexer.sentences import Span, normalize_whitespace
+from indexer.model.embedding import Embedder
 from indexer.store.view import View
-from service.evaluation import Dataset, judge_beir, judge_qa
-from service.metrics import summarize
-from service.retrieval import Hit
+from indexer.text.chunking import clip_title, embedding_text
+from indexer.text.sentences import Span, normalize_whitespace
+from service.evaluation.evaluate import Dataset, judge_beir, judge_qa
+from service.evaluation.measures import summarize
+from service.search.retrieval import Hit
 
 
 def build_txtai(view: View, embedder: Embedder, folder: Path) -> float:

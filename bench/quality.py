@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from indexer.build import sync_index
-from indexer.chunking import ChunkerConfig
-from indexer.documents import Document
-from indexer.embedding import Embedder
-from indexer.lexical import BM25Config
+from indexer.model.embedding import Embedder
 from indexer.store.migrate import rebuild
+from indexer.text.chunking import ChunkerConfig
+from indexer.text.documents import Document
+from indexer.text.lexical import BM25Config
 from service.engine import Engine
-from service.evaluation import Dataset, Query, corpus_groups, evaluate, half_of, load_dataset, split_half
-from service.retrieval import Mode, RetrievalConfig
+from service.evaluation.evaluate import Dataset, Query, corpus_groups, evaluate, half_of, load_dataset, split_half
+from service.search.retrieval import Mode, RetrievalConfig
 from service.settings import Settings
 
 MODES = list(Mode)

@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from bench.common import percentile
 from indexer.collection import API_SOURCE
-from indexer.documents import Document
-from indexer.embedding import Embedder
+from indexer.model.embedding import Embedder
 from indexer.store.records import DocumentRecord
 from indexer.store.store import Store, writer_lock
+from indexer.text.documents import Document
 from service.engine import Engine
 from service.settings import Settings
 

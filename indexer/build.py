@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from indexer.chunking import ChunkerConfig, chunk_document, clip_title, embedding_text
 from indexer.collection import API_SOURCE
-from indexer.documents import Document
-from indexer.embedding import Embedder
-from indexer.lexical import Analyzer, BM25Config, bm25_texts, document_acronyms, term_id
-from indexer.sentences import normalize_whitespace, sentence_spans
+from indexer.model.embedding import Embedder
 from indexer.store.records import DocumentRecord, Passage, Sentence
 from indexer.store.store import NoIndexError, Store, StoreError, writer_lock
+from indexer.text.chunking import ChunkerConfig, chunk_document, clip_title, embedding_text
+from indexer.text.documents import Document
+from indexer.text.lexical import Analyzer, BM25Config, bm25_texts, document_acronyms, term_id
+from indexer.text.sentences import normalize_whitespace, sentence_spans
 
 logger = logging.getLogger(__name__)
 # Documents embedded and stored per transaction by a bulk index: a killed run keeps what it stored.

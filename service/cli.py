@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from indexer.encoders import ENCODERS
+from indexer.model.encoders import ENCODERS
 from service.logs import configure_logging
 from service.settings import Settings, settings_table
 
@@ -132,8 +132,8 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
     from service.engine import Engine, index_sources, load_embedder
-    from service.evaluation import corpus_groups, evaluate, load_dataset, split_half
-    from service.retrieval import Mode
+    from service.evaluation.evaluate import corpus_groups, evaluate, load_dataset, split_half
+    from service.search.retrieval import Mode
 
     dataset = load_dataset(args.dataset)
     if args.half:
@@ -246,7 +246,7 @@ def _stopped_by(signum: int, frame: object) -> None:
 def _run_serve(settings: Settings) -> int:
     import uvicorn
 
-    from service.app import create_app
+    from service.api.app import create_app
     from service.engine import Engine
 
     engine = Engine.load(settings)
@@ -282,9 +282,9 @@ def _run_serve(settings: Settings) -> int:
 def _run_search(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
+    from service.api.routes.search import search_response
+    from service.api.schemas import SearchRequest
     from service.engine import Engine
-    from service.routes.search import search_response
-    from service.schemas import SearchRequest
 
     try:
         request = SearchRequest(q=args.question, k=args.k, mode=args.mode)
@@ -310,13 +310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"citeline: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    from indexer.documents import SourceError
-    from indexer.embedding import ModelError
+    from indexer.model.embedding import ModelError
     from indexer.store.bm25 import BM25Error
     from indexer.store.legacy import LegacyIndexError
     from indexer.store.records import RecordsError
     from indexer.store.store import StoreError
-    from service.evaluation import DatasetError
+    from indexer.text.documents import SourceError
+    from service.evaluation.evaluate import DatasetError
 
     try:
         if args.command == "index":

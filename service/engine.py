@@ -11,18 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.build import open_or_create, prepare, sync_index
-from indexer.chunking import ChunkerConfig
 from indexer.collection import ConflictError, UnknownDocumentError
-from indexer.documents import Document, load_documents
-from indexer.embedding import Embedder, ModelInfo
-from indexer.encoders import index_encoder_cache
-from indexer.lexical import Analyzer, BM25Config
+from indexer.model.embedding import Embedder, ModelInfo
+from indexer.model.encoders import index_encoder_cache
 from indexer.store.migrate import migrate_if_needed
 from indexer.store.store import Store, StoreError, WriterBusyError, is_store, writer_lock
 from indexer.store.view import View
-from service.batching import BatchingEncoder
-from service.filters import SearchFilter
-from service.retrieval import Hit, Mode, QueryEncoder, RetrievalConfig, Retriever
+from indexer.text.chunking import ChunkerConfig
+from indexer.text.documents import Document, load_documents
+from indexer.text.lexical import Analyzer, BM25Config
+from service.search.batching import BatchingEncoder
+from service.search.filters import SearchFilter
+from service.search.retrieval import Hit, Mode, QueryEncoder, RetrievalConfig, Retriever
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)

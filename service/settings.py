@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from indexer.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS
+from indexer.model.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS
 
 ENV_PREFIX = "CITELINE_"
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from indexer.lexical import QUESTION_WORDS, Analyzer, BM25Config
-from service.retrieval import bm25
+from indexer.text.lexical import QUESTION_WORDS, Analyzer, BM25Config
+from service.search.retrieval import bm25
 
 
 def bm25_scores(

@@ -13,15 +13,15 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # A private user cache: an ONNX export left in ~/.cache/citeline by another run would be reused instead of the
-# one the tests expect beside their index (tests/test_encoders.py), and servers started by tests inherit this.
+# one the tests expect beside their index (tests/indexer/test_encoders.py), and servers started by tests inherit this.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="citeline-test-cache-")
 
 from fastapi.testclient import TestClient
 
-from indexer.documents import Document, load_documents
-from indexer.embedding import Embedder
-from indexer.encoders import DEFAULT_QUERY_ENCODER, index_encoder_cache
-from service.app import create_app
+from indexer.model.embedding import Embedder
+from indexer.model.encoders import DEFAULT_QUERY_ENCODER, index_encoder_cache
+from indexer.text.documents import Document, load_documents
+from service.api.app import create_app
 from service.engine import Engine, index_sources
 from service.settings import Settings
 

@@ -1,7 +1,7 @@
 """BM25 over the passages on tantivy: incremental adds and deletes, durable commits, index-wide statistics.
 
 Each passage is one tantivy document: its BM25 terms as stored in the record file (the `term_id`s that
-Citeline's own analysis gave, `indexer/lexical.py`, written in hex and split again by tantivy's whitespace
+Citeline's own analysis gave, `indexer/text/lexical.py`, written in hex and split again by tantivy's whitespace
 tokenizer), the id of its stored document version (`doc`, for deletes) and its ordinal in it (`ord`). The
 index analyses no text: a replay reads the stored terms, and a question's terms go through the same ids.
 
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
-from indexer.lexical import term_id
 from indexer.store.records import Records
+from indexer.text.lexical import term_id
 
 BM25_DIR = "bm25"
 APPLIED_FILE = "APPLIED"

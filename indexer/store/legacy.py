@@ -26,9 +26,9 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.chunking import ChunkerConfig
-from indexer.documents import Document
-from indexer.embedding import ModelInfo
+from indexer.model.embedding import ModelInfo
+from indexer.text.chunking import ChunkerConfig
+from indexer.text.documents import Document
 
 LEGACY_VERSIONS = (1, 2)
 CURRENT_FILE = "CURRENT"

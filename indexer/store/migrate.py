@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from indexer.build import with_terms
-from indexer.lexical import Analyzer, BM25Config
 from indexer.store.bm25 import BM25_DIR
 from indexer.store.legacy import read_legacy
 from indexer.store.records import RECORDS_FILE, DocumentRecord, Passage, Sentence
 from indexer.store.store import Store, is_legacy, writer_lock
+from indexer.text.lexical import Analyzer, BM25Config
 
 STAGING = ".migrating"
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.documents import Document
+from indexer.text.documents import Document
 
 RECORDS_FILE = "records.sqlite"
 SCHEMA_VERSION = 1

@@ -6,7 +6,7 @@ Layout (format 3):
                             vectors, the operation log
     INDEX/bm25/             tantivy's index of the passages (`bm25.py`), and APPLIED, the last log entry in it
     INDEX/.write.lock       one writer at a time, across processes
-    INDEX/encoders/         ONNX exports of the model (a cache: indexer/encoders.py)
+    INDEX/encoders/         ONNX exports of the model (a cache: indexer/model/encoders.py)
 
 A write stores its documents in the record file (one transaction, durable when it returns), then brings
 the BM25 index up to the log's end, then the caller's view (`follow`). A crash between the two leaves the
@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from indexer.chunking import ChunkerConfig
-from indexer.embedding import ModelInfo
-from indexer.lexical import BM25Config
+from indexer.model.embedding import ModelInfo
 from indexer.store.bm25 import BM25_DIR, BM25Error, BM25Index
 from indexer.store.records import RECORDS_FILE, DocumentRecord, Records
 from indexer.store.view import View
+from indexer.text.chunking import ChunkerConfig
+from indexer.text.lexical import BM25Config
 
 FORMAT_VERSION = 3  # 3: SQLite records + tantivy BM25; 2 and 1: whole snapshots (migrated on open)
 LOCK_FILE = ".write.lock"
@@ -206,9 +206,7 @@ class Store:
         """A view of every live document, as stored now."""
         seq = self.records.last_seq()
         searcher = self.bm25.searcher()
-        view = View.empty(
-            self.dimension, searcher, self.records.count("passages"), self.records.count("sentences")
-        )
+        view = View.empty(self.dimension, searcher, self.records.count("passages"), self.records.count("sentences"))
         batch: list[DocumentRecord] = []
         for record in self.records.records(None, self.dimension):
             batch.append(record)

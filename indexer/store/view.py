@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from indexer.documents import Document
-from indexer.sentences import Span
 from indexer.store.bm25 import BM25Hits, BM25Searcher
 from indexer.store.records import DocumentRecord
+from indexer.text.documents import Document
+from indexer.text.sentences import Span
 
 _MIN_CAPACITY = 1024
 
@@ -44,8 +44,10 @@ class Buffers:
         buffer = self._buffers.get(name)
         if buffer is None or n + k > len(buffer) or not _starts(buffer, current):
             # No buffer yet, no room, or `current` is a changed copy (tombstones): a new buffer from `current`.
-            rows = max(_MIN_CAPACITY, 2 * (n + k)) if buffer is not None else max(_MIN_CAPACITY, n + k)
-            rows = max(rows, self._reserve.pop(name, 0))
+            # Grow by half: a copy of everything is rare, and costs less memory than doubling at a million rows.
+            rows = max(_MIN_CAPACITY, (n + k) * 3 // 2) if buffer is not None else max(_MIN_CAPACITY, n + k)
+            reserved = self._reserve.pop(name, 0)
+            rows = max(rows, reserved + max(_MIN_CAPACITY, reserved // 8))  # room for the writes after a load
             grown = np.empty((rows, *current.shape[1:]), dtype=current.dtype)
             grown[:n] = current
             self._buffers[name] = buffer = grown

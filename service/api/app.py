@@ -1,0 +1,98 @@
+"""The FastAPI application: loads the engine once at start (lifespan) and mounts the routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from indexer.store.bm25 import BM25Error
+from indexer.store.legacy import LegacyIndexError
+from indexer.store.records import DiskFullError, RecordsError
+from indexer.store.store import StoreError
+from service.api.limits import RETRY_AFTER_SECONDS, BodySizeLimit, RequestTimeout
+from service.api.observability import Metrics, RequestObserver
+from service.api.routes import documents, health, pages, search
+from service.engine import Engine, WriteQueueFullError, WriteTimeoutError
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Citeline answers a question over a collection of documents with ranked passages, each with a citation
+a person can check: the document, its title and the exact character span in the original text
+(`GET /documents/{doc_id}` → `text[start:end] == result.text`).
+"""
+
+
+async def _follow_index(engine: Engine, every_seconds: float) -> None:
+    """Take in writes made by another process (`citeline index` on the served index)."""
+    if every_seconds <= 0:
+        return
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await asyncio.to_thread(engine.refresh)
+        except Exception:  # a write that cannot be loaded must not stop serving what is loaded
+            logger.exception("could not take in the index's new writes; still serving version %s", engine.version)
+
+
+async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    """A write refused because others are waiting or writing, or an index that cannot be written now: 503."""
+    logger.warning("%s %s answered 503: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+async def _disk_full(request: Request, error: Exception) -> JSONResponse:
+    """The disk refused a write: 507, nothing was written."""
+    logger.error("%s %s answered 507: %s", request.method, request.url.path, error)
+    return JSONResponse(status_code=507, content={"detail": str(error)})
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The app; it loads `Engine.load(settings)` at start unless an `engine` is given (tests, embedding)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if engine is None:
+            app.state.engine = Engine.load(settings)
+        else:
+            app.state.engine = engine
+        view = app.state.engine.view
+        logger.info("serving %d documents, %d passages from %s", view.num_documents, view.live_passages, settings.index)
+        # What is loaded now (modules, model, index) lives as long as the process: keep it out of the cyclic
+        # garbage collector's scans, which would otherwise walk it all in every full collection (~14 ms,
+        # a latency spike for whichever request triggers one).
+        gc.collect()
+        gc.freeze()
+        watcher = asyncio.create_task(_follow_index(app.state.engine, settings.reload_seconds))
+        yield
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if engine is None:
+            app.state.engine.close()
+
+    app = FastAPI(title="Citeline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
+    app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
+    app.add_middleware(RequestObserver, metrics=app.state.metrics)  # outermost: sees every status, even 413/503
+    app.add_exception_handler(DiskFullError, _disk_full)
+    for error in (WriteQueueFullError, WriteTimeoutError, StoreError, RecordsError, BM25Error, LegacyIndexError):
+        app.add_exception_handler(error, _unavailable)
+    for router in (search.router, documents.router, health.router):
+        app.include_router(router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
+    return app

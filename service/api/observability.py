@@ -1,0 +1,185 @@
+"""What the service tells about itself: Prometheus metrics, request ids, access and error log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.limits import RETRY_AFTER_SECONDS, send_json
+from service.engine import Engine
+from service.logs import REQUEST_ID_HEADER, request_id, request_id_from
+
+access_logger = logging.getLogger("citeline.access")
+logger = logging.getLogger(__name__)
+
+# Searches take milliseconds to a second; writes up to tens of seconds.
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STAGE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+WRITE_OPERATIONS = {("POST", "/documents"): "add", ("PUT", "/documents/{doc_id}"): "put"}
+WRITE_OPERATIONS[("DELETE", "/documents/{doc_id}")] = "delete"
+UNMATCHED = "unmatched"  # the route label of requests no route matched (a scanner's paths must not become labels)
+
+
+def write_outcome(status: int) -> str:
+    """A write's outcome from its status code."""
+    if status < 300:
+        return "ok"
+    return {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict", 503: "unavailable"}.get(
+        status, "rejected" if status < 500 else "error"
+    )
+
+
+class IndexCollector(Collector):
+    """Index gauges read from the engine at scrape time: documents, passages, when the view last changed."""
+
+    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._engine()
+        if engine is None:
+            return
+        state = engine.state
+        yield GaugeMetricFamily("citeline_index_documents", "Documents in the served index.", state.view.num_documents)
+        yield GaugeMetricFamily("citeline_index_chunks", "Passages in the served index.", state.view.live_passages)
+        yield GaugeMetricFamily(
+            "citeline_index_dead_passages",
+            "Passages of deleted or replaced documents still held in memory (dropped at the next start).",
+            state.view.dead_passages,
+        )
+        yield GaugeMetricFamily(
+            "citeline_index_last_write_timestamp_seconds",
+            "When the served index last changed (a load, an API write or another process's write), Unix time.",
+            state.loaded_at,
+        )
+        yield GaugeMetricFamily(
+            "citeline_index_ready", "1 when the served index is up to date with the store, else 0.", int(ready(engine))
+        )
+
+
+def ready(engine: Engine) -> bool:
+    return engine.not_ready_because() is None
+
+
+class Metrics:
+    """The app's own registry (one per app, so test apps do not share counters) and its instruments."""
+
+    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "citeline_http_requests",
+            "HTTP requests by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "citeline_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_progress = Gauge(
+            "citeline_http_requests_in_progress", "HTTP requests being answered.", ["method"], registry=r
+        )
+        self.search_stages = Histogram(
+            "citeline_search_stage_seconds",
+            "Search time by stage: filter, bm25, encode, dense, fuse, highlight.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.writes = Counter(
+            "citeline_writes", "Document writes by operation and outcome.", ["operation", "outcome"], registry=r
+        )
+        r.register(IndexCollector(engine))
+        ProcessCollector(registry=r)
+
+    def observe_search(self, timings: dict[str, float]) -> None:
+        for stage, seconds in timings.items():
+            self.search_stages.labels(stage).observe(seconds)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/documents/{doc_id}`), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class RequestObserver:
+    """Outermost ASGI middleware: request id in and out, metrics, one access line per request, no bare 500s.
+
+    An exception that escapes the app is logged with its traceback and the request id, and answered with
+    a 500 that carries the id, so a user's report can be matched with the log line.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        raw_id = headers.get(REQUEST_ID_HEADER.lower().encode())
+        rid = request_id_from(raw_id.decode("latin-1") if raw_id is not None else None)
+        token = request_id.set(rid)
+        method = scope["method"]
+        status = 500
+        started = time.perf_counter()
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        self.metrics.in_progress.labels(method).inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when CITELINE_SHUTDOWN_SECONDS are over: say so, instead of its 500.
+            status = 503
+            if not response_started:
+                detail = "the server is shutting down (CITELINE_SHUTDOWN_SECONDS passed): retry"
+                if scope["method"] in ("POST", "PUT", "DELETE"):
+                    detail += "; a write that had started may still have been applied"
+                with contextlib.suppress(Exception):
+                    await send_json(send_with_id, 503, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        except Exception:
+            logger.exception("unhandled error in %s %s", method, scope["path"])
+            status = 500
+            if not response_started:
+                await send_json(send_with_id, 500, f"internal error: quote request id {rid} when reporting it")
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            self.metrics.in_progress.labels(method).dec()
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(seconds)
+            operation = WRITE_OPERATIONS.get((method, route))
+            if operation is not None:
+                self.metrics.writes.labels(operation, write_outcome(status)).inc()
+            # The path, not the query string: questions may be private.
+            access_logger.info(
+                "%s %s %d",
+                method,
+                scope["path"],
+                status,
+                extra={"fields": {"route": route, "status": status, "duration_ms": round(seconds * 1000, 2)}},
+            )
+            request_id.reset(token)

@@ -1,0 +1,135 @@
+"""HTML pages: the search page (`GET /`) and the document view (`GET /view/{doc_id}`), rendered on the server.
+
+They run the API's own code (`SearchRequest`, `search_response`, the engine), so a page shows what `/search`
+returns; documents are untrusted text and every template escapes what it shows.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+
+from service.api.dependencies import get_engine
+from service.api.presentation import (
+    PageInputError,
+    cited_span,
+    document_url,
+    result_view,
+    search_request,
+    split_around,
+)
+from service.api.routes.search import search_response
+from service.api.schemas import MAX_QUERY_CHARS, SearchRequest
+from service.api.security import require_read_key
+from service.engine import Engine
+from service.search.retrieval import Mode
+
+HERE = Path(__file__).resolve().parent.parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+# Pages load nothing but this server's own CSS and JS; inline script (an injected one included) never runs.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+# The pages show what the read API shows: with CITELINE_READ_KEY set they need the key too.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(require_read_key)])
+
+
+def exact_text(value: str) -> Markup:
+    """Escaped text that the browser reads back character for character (HTML parsing turns a raw CR into LF)."""
+    return Markup(str(escape(value)).replace("\r", "&#13;"))
+
+
+@cache
+def templates() -> Jinja2Templates:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    environment.filters["exact"] = exact_text
+    return Jinja2Templates(env=environment)
+
+
+def static_files() -> StaticFiles:
+    """The pages' CSS, JS and icon, for the app to mount at `/static`."""
+    return StaticFiles(directory=STATIC)
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    return templates().TemplateResponse(request, name, context, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def _error_page(
+    request: Request, status_code: int, heading: str, messages: list[str], links: list[tuple[str, str]]
+) -> HTMLResponse:
+    """A page that says what went wrong, with links (text, href) to go on from there."""
+    context = {"heading": heading, "messages": messages, "links": links}
+    return _page(request, "error.html", context, status_code)
+
+
+@router.get("/", response_class=HTMLResponse)
+def search_page(
+    request: Request,
+    engine: Annotated[Engine, Depends(get_engine)],
+    q: str | None = None,
+    k: str | None = None,
+    mode: str | None = None,
+) -> HTMLResponse:
+    """The search form; with `q` in the URL, that search's results (so a search can be linked)."""
+    context: dict[str, Any] = {
+        "q": q or "",
+        "k": k or SearchRequest.model_fields["k"].default,
+        "mode": mode or Mode.hybrid.value,
+        "modes": list(Mode),
+        "max_chars": MAX_QUERY_CHARS,
+        "documents": engine.view.num_documents,
+        "passages": engine.view.live_passages,
+        "errors": [],
+        "response": None,
+        "results": [],
+    }
+    if q is None:
+        return _page(request, "search.html", context)
+    try:
+        search = search_request(q, k, mode)
+    except PageInputError as error:
+        return _page(request, "search.html", {**context, "errors": error.messages}, status_code=422)
+    response = search_response(search, engine)
+    results = [result_view(r) for r in response.results]
+    return _page(request, "search.html", {**context, "response": response, "results": results})
+
+
+@router.get("/view/{doc_id}", response_class=HTMLResponse)
+def document_view(
+    request: Request,
+    doc_id: str,
+    engine: Annotated[Engine, Depends(get_engine)],
+    start: str | None = None,
+    end: str | None = None,
+) -> HTMLResponse:
+    """A document's whole original text with `text[start:end]` marked (id `cited`) for the link's `#cited`."""
+    document = engine.document(doc_id)
+    if document is None:
+        messages = [f"No document in this index has the id {doc_id!r}."]
+        return _error_page(request, 404, "Document not found", messages, [("New search", "/")])
+    try:
+        span = cited_span(start, end, len(document.text))
+    except PageInputError as error:
+        links = [("Read the whole document", document_url(doc_id)), ("New search", "/")]
+        return _error_page(request, 422, "That citation does not fit this document", error.messages, links)
+    marked = None if span is None else split_around(document.text, span.start, span.end)
+    return _page(request, "view.html", {"document": document, "span": span, "marked": marked})

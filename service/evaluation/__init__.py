@@ -1,0 +1,1 @@
+"""Offline evaluation: BEIR folders and QA files, judged per document or passage, and the measures."""

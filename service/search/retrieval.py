@@ -1,0 +1,661 @@
+"""Search over a view of the store: dense, BM25, their fusion, de-duplication and the answering sentence."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+
+from indexer.store.view import View
+from indexer.text.documents import reads_as_headline
+from indexer.text.lexical import Analyzer, term_id
+from indexer.text.sentences import Span, line_of
+from service.search.cues import AnswerKind, answer_kind, has_answer_kind
+from service.search.filters import SearchFilter, allowed_documents, allowed_passages
+from service.search.stages import StageClock
+
+RRF_CONSTANT = 60
+COPY_COSINE = 0.9
+
+QueryEncoder = Callable[[str], np.ndarray]
+# A yes/no fact about a sentence: it holds an answer of some kind, or it sits on a headline-like line.
+SentenceFact = AnswerKind | Literal["heading"]
+HEADING: SentenceFact = "heading"
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """The ranking's knobs; the defaults are the best measured settings (bench/REPORT.md, ablations)."""
+
+    dense_weight: float = 0.5  # hybrid: weight of the normalised dense score against BM25's
+    sentence_weight: float = 0.5  # dense score: weight of the best sentence's cosine against the passage's
+    fusion: str = "convex"  # "convex" (normalised scores) or "rrf" (reciprocal ranks)
+    min_candidates: int = 100  # candidates per retriever before fusion
+    duplicate_overlap: float = 0.5  # a passage sharing more than this with a better one of its document is dropped
+    copy_similarity: float = 0.8  # word-set Jaccard at which another document's passage is a copy (> 1: off)
+    highlight_term_weight: float = 0.3  # answering sentence: weight of question-term coverage
+    cue_bonus: float = 0.1  # answering sentence: bonus for holding the kind of answer asked for
+    answer_rerank: float = 0.3  # hybrid second stage: weight of the best sentence's answer score
+    rerank_cue: float = 0.25  # ... and of its answer-kind cue within that score
+    rerank_cosine: float = 1.0  # ... and of its cosine to the question within that score
+    rerank_depth: int = 30  # ... over this many of the best fused passages
+    heading_penalty: float = 0.5  # answering sentence, both stages: taken off a sentence of a headline-like line
+    skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
+
+
+class Mode(StrEnum):
+    """How passages are ranked."""
+
+    hybrid = "hybrid"
+    dense = "dense"
+    bm25 = "bm25"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where a passage is: a document and a span of its original text."""
+
+    doc_id: str
+    title: str | None
+    source: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked passage with its citation and the sentence that best answers."""
+
+    rank: int
+    score: float
+    doc_id: str
+    title: str | None
+    source: str
+    start: int
+    end: int
+    text: str
+    highlight: Span
+    highlight_text: str
+    dense: float
+    bm25: float
+    fused: float
+    duplicates: tuple[Reference, ...] = ()  # near-identical passages of other documents, folded into this one
+
+
+def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the `n` highest scores, best first (stable for ties)."""
+    n = min(n, scores.shape[0])
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, n - 1)[:n]
+    return part[np.lexsort((part, -scores[part]))]
+
+
+def rank_order(scores: dict[int, float]) -> list[int]:
+    """The keys of `scores`, best score first, ties by ascending key (`sorted` by (-score, key), vectorised)."""
+    if not scores:
+        return []
+    keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+    values = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    ordered: list[int] = keys[np.lexsort((keys, -values))].tolist()
+    return ordered
+
+
+def top_allowed(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.ndarray:
+    """Like `top_indices`, among the rows where `allowed` is True (all rows when it is None)."""
+    if allowed is None:
+        return top_indices(scores, n)
+    rows = np.flatnonzero(allowed)
+    return rows[top_indices(scores[rows], n)]
+
+
+def nearest(matrix: np.ndarray, query: np.ndarray, depth: int, mask: np.ndarray | None) -> np.ndarray:
+    """Rows of `matrix` with the highest inner product with `query`, best first, among those `mask` allows."""
+    return top_allowed(matrix @ query, depth, mask)
+
+
+def first_rows(allowed: np.ndarray | None, count: int, taken: dict[int, float], n: int) -> list[int]:
+    """The first `n` rows (in row order) of `count` that `allowed` allows and `taken` lacks."""
+    rows: list[int] = []
+    candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(count)
+    for at in range(0, len(candidates), max(n + len(taken), 1)):
+        block = candidates[at : at + n + len(taken)].tolist()
+        rows.extend(r for r in block if r not in taken)
+        if len(rows) >= n:
+            break
+    return rows[:n]
+
+
+def min_max(scores: dict[int, float]) -> dict[int, float]:
+    """Scores rescaled to [0, 1] (all 0 when they are all equal)."""
+    if not scores:
+        return {}
+    low, high = min(scores.values()), max(scores.values())
+    spread = high - low
+    return {item: (value - low) / spread if spread > 0 else 0.0 for item, value in scores.items()}
+
+
+def convex_fusion(dense: dict[int, float], bm25: dict[int, float], dense_weight: float = 0.5) -> dict[int, float]:
+    """Weighted sum of min-max normalised dense and BM25 scores over the union of both candidate sets.
+
+    Unlike reciprocal rank fusion it keeps how far apart scores are; an item missing from one
+    candidate list gets that list's minimum. (Bruch et al. 2023 find it at least as robust as RRF.)
+    """
+    dense_n, bm25_n = min_max(dense), min_max(bm25)
+    return {
+        item: dense_weight * dense_n.get(item, 0.0) + (1 - dense_weight) * bm25_n.get(item, 0.0)
+        for item in dense.keys() | bm25.keys()
+    }
+
+
+def rrf_fusion(dense: dict[int, float], bm25: dict[int, float], constant: int = RRF_CONSTANT) -> dict[int, float]:
+    """Reciprocal rank fusion: sum over the lists of 1 / (constant + rank). Kept for comparison (bench)."""
+    fused: dict[int, float] = {}
+    for scores in (dense, bm25):
+        for rank, item in enumerate(sorted(scores, key=lambda i: (-scores[i], i)), start=1):
+            fused[item] = fused.get(item, 0.0) + 1.0 / (constant + rank)
+    return fused
+
+
+def overlap_fraction(a: Span, b: Span) -> float:
+    """Share of the shorter span that the two spans have in common."""
+    common = min(a.end, b.end) - max(a.start, b.start)
+    shorter = min(a.end - a.start, b.end - b.start)
+    return max(0, common) / shorter if shorter > 0 else 0.0
+
+
+def term_coverage(sentence_ids: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray) -> float:
+    """Share of the question's idf mass (`query_weights` of the distinct `query_ids`) present in the sentence."""
+    total = float(query_weights.sum())
+    if total <= 0:
+        return 0.0
+    return float(query_weights[np.isin(query_ids, sentence_ids)].sum()) / total
+
+
+def gather_segments(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segments `values[ptr[r]:ptr[r + 1]]` of `rows`, concatenated, and their lengths (CSR rows, vectorised)."""
+    starts = ptr[rows]
+    lengths = ptr[rows + 1] - starts
+    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return values[np.repeat(starts, lengths) + offsets], lengths
+
+
+def sentence_coverage(
+    view: View, sentence_rows: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray
+) -> np.ndarray:
+    """`term_coverage` of many sentences at once, from the view's stored term ids (vectorised).
+
+    `query_ids` are sorted and distinct, `query_weights` their idf.
+    """
+    coverage = np.zeros(len(sentence_rows))
+    total = float(query_weights.sum())
+    if total <= 0 or len(sentence_rows) == 0:
+        return coverage
+    terms, lengths = gather_segments(view.sentence_term_ptr, view.sentence_term_ids, sentence_rows)
+    owner = np.repeat(np.arange(len(sentence_rows)), lengths)
+    slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
+    hit = query_ids[slot] == terms
+    stride = len(query_ids)
+    pairs = np.unique(owner[hit] * stride + slot[hit])  # each term counts once per sentence
+    coverage += np.bincount(pairs // stride, weights=query_weights[pairs % stride], minlength=len(sentence_rows))
+    return coverage / total
+
+
+def bm25(
+    tf: np.ndarray, lengths: np.ndarray, average_length: float, weights: np.ndarray, k1: float, b: float
+) -> np.ndarray:
+    """Lucene's BM25 of each passage: `tf` (passages x query terms) counts, `lengths` the passages' term counts,
+    `weights` each query term's idf times how often the query says it. As Lucene (since 8) and bm25s score it,
+    without the constant factor k1 + 1, which changes no ranking."""
+    if tf.size == 0:
+        return np.zeros(tf.shape[0])
+    norm = k1 * (1 - b + b * lengths / max(average_length, 1e-9))
+    saturated = tf / (tf + norm[:, None])
+    return np.asarray(saturated @ weights)
+
+
+def term_frequencies(view: View, rows: np.ndarray, query_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How often each of the sorted, distinct `query_ids` occurs in each passage row, and the rows' term counts."""
+    terms, lengths = gather_segments(view.passage_term_ptr, view.passage_term_ids, rows)
+    tf = np.zeros((len(rows), len(query_ids)))
+    if len(query_ids) and len(terms):
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
+        hit = query_ids[slot] == terms
+        np.add.at(tf, (owner[hit], slot[hit]), 1.0)
+    return tf, lengths.astype(np.float64)
+
+
+def answer_sentence_scores(
+    similarities: np.ndarray | None,
+    coverage: np.ndarray,
+    holds_kind: np.ndarray | None,
+    term_weight: float = RetrievalConfig.highlight_term_weight,
+    cue_bonus: float = RetrievalConfig.cue_bonus,
+    in_heading: np.ndarray | None = None,
+    heading_penalty: float = RetrievalConfig.heading_penalty,
+) -> np.ndarray:
+    """How likely each sentence answers the question: cosine + term coverage + the answer-kind cue.
+
+    The cosine alone picks the sentence that restates the question; the answer is often the next one
+    ("Speaking to NBC News, Carter said ..."), which shares the rarer question terms or holds the
+    kind of thing asked for (`holds_kind`: per sentence, None when the question asks for no kind).
+    A sentence `in_heading` loses `heading_penalty` (see `heading_adjusted`).
+    """
+    scores = np.zeros(len(coverage)) if similarities is None else similarities.astype(np.float64)
+    scores = scores + term_weight * coverage
+    if holds_kind is not None and cue_bonus:
+        scores += cue_bonus * holds_kind.astype(np.float64)
+    return heading_adjusted(scores, in_heading, heading_penalty)
+
+
+def heading_adjusted(scores: np.ndarray, in_heading: np.ndarray | None, penalty: float) -> np.ndarray:
+    """`scores` less `penalty` for each sentence on a headline-like line.
+
+    Scraped news carries headlines of other stories and photo credits amid the text ("Perfect Timing:
+    Why Syrian Army Joined 'Race' to Liberate Raqqa"). They name a topic close to the question and
+    state no answer, yet their cosine to the question is high; the article's own sentence should win.
+    """
+    if in_heading is None or not penalty:
+        return scores
+    return scores - penalty * in_heading.astype(np.float64)
+
+
+class SentenceFacts:
+    """Yes/no facts about a snapshot's sentences (holds a date, sits on a headline-like line), found on first need.
+
+    A fact costs a regular expression, ~2 us a sentence; the second stage asks about some hundred
+    sentences per question, often the same ones, so each answer is kept. One byte per sentence and
+    fact (0 unknown, 1 no, 2 yes), one array per fact: threads that race fill in the same values.
+    """
+
+    def __init__(self, count: int, find: Callable[[SentenceFact, np.ndarray], list[bool]]) -> None:
+        self._count = count
+        self._find = find
+        self._flags: dict[SentenceFact, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def holds(self, sentence_rows: np.ndarray, fact: SentenceFact) -> np.ndarray:
+        """For each of `sentence_rows`, whether `fact` holds of it."""
+        flags = self._flags.get(fact)
+        if flags is None:
+            with self._lock:
+                flags = self._flags.setdefault(fact, np.zeros(self._count, dtype=np.uint8))
+        values = flags[sentence_rows]
+        unknown = np.flatnonzero(values == 0)
+        if len(unknown):
+            rows = sentence_rows[unknown]
+            values[unknown] = np.where(self._find(fact, rows), 2, 1)
+            flags[rows] = values[unknown]
+        return np.asarray(values == 2)
+
+
+def segment_max(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Max of each of the consecutive segments of `values` with the given lengths (each >= 1)."""
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    return np.maximum.reduceat(values, starts)
+
+
+def best_sentence_scores(
+    coverage: np.ndarray,
+    holds_kind: np.ndarray | None,
+    similarities: np.ndarray | None,
+    lengths: np.ndarray,
+    cue_weight: float = RetrievalConfig.rerank_cue,
+    cosine_weight: float = RetrievalConfig.rerank_cosine,
+    in_heading: np.ndarray | None = None,
+    heading_penalty: float = RetrievalConfig.heading_penalty,
+) -> np.ndarray:
+    """Per passage, the answer score of its best sentence: the second stage's bonus before its weight.
+
+    A sentence scores its term coverage, plus `cue_weight` when it holds the kind of answer asked for,
+    plus `cosine_weight` times its cosine to the question, less `heading_penalty` when it is `in_heading`.
+    The sentences of the passages come one passage after another, `lengths` of them each (a passage
+    without sentences scores 0).
+    """
+    scores = coverage.astype(np.float64)
+    if holds_kind is not None:
+        scores = scores + cue_weight * holds_kind
+    if similarities is not None:
+        scores = scores + cosine_weight * similarities
+    scores = heading_adjusted(scores, in_heading, heading_penalty)
+    best = np.zeros(len(lengths))
+    present = lengths > 0
+    if present.any():
+        best[present] = segment_max(scores, lengths[present])
+    return best
+
+
+@dataclass(frozen=True)
+class QueryTerms:
+    """A question's BM25 terms that the collection holds: text, `term_id` (sorted), count in the question, idf."""
+
+    terms: list[str]
+    ids: np.ndarray
+    counts: np.ndarray
+    idf: np.ndarray
+
+    @classmethod
+    def none(cls) -> QueryTerms:
+        return cls([], np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+
+
+class Retriever:
+    """Answers questions over one view; immutable once built, safe to share between threads.
+
+    Dense score of a passage: the mean of its own cosine to the question and its best sentence's
+    cosine. Passages are long and answers are usually one sentence: the sentence term sharpens the
+    match, and names the highlight.
+    """
+
+    def __init__(
+        self, view: View, encode_query: QueryEncoder, analyzer: Analyzer, config: RetrievalConfig | None = None
+    ) -> None:
+        self.view = view
+        self._encode_query = encode_query
+        self.analyzer = analyzer
+        self.config = config or RetrievalConfig()
+        self._facts = SentenceFacts(len(view.sentence_starts), self._find_facts)
+
+    def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
+        """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
+        view = self.view
+        query = vector.astype(np.float32)
+        if allowed is None and depth >= view.num_passages:
+            return np.arange(view.num_passages)  # every passage is a candidate: no search needed
+        if allowed is not None and int(allowed.sum()) <= depth:
+            return np.flatnonzero(allowed)  # few enough to score them all
+        sentence_allowed = None if allowed is None else allowed[view.sentence_passages]
+        passage_rows = nearest(view.passage_vectors, query, depth, allowed)
+        sentence_rows = nearest(view.sentence_vectors, query, depth, sentence_allowed)
+        return np.union1d(passage_rows, view.sentence_passages[sentence_rows])
+
+    def dense_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Blended dense score of each passage row: its own cosine and its best sentence's."""
+        view = self.view
+        passage = view.passage_vectors[rows] @ vector
+        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, rows)
+        best = segment_max(view.sentence_vectors[sentence_rows] @ vector, lengths)
+        weight = self.config.sentence_weight
+        return np.asarray((1 - weight) * passage + weight * best)
+
+    def _bm25(self, query: QueryTerms, depth: int, allowed_docs: np.ndarray | None) -> dict[int, float]:
+        """The `depth` best passages by BM25 (of documents `allowed_docs` allows), best first.
+
+        tantivy finds the candidates (twice as many, by its own BM25 with k1 1.2); they are scored with
+        this index's k1 and b from the stored terms, so the ranking is Lucene's BM25 with those settings.
+        """
+        view = self.view
+        if view.bm25 is None or not query.terms:
+            return {}
+        limit = 2 * depth
+        if allowed_docs is None:
+            hits = view.bm25.top(query.terms, limit)
+        else:
+            hits = view.bm25.top_within(query.terms, view.doc_keys[allowed_docs].tolist(), limit)
+        rows, _ = view.rows_of(hits)
+        scores = self.bm25_scores(rows, query)
+        best = top_indices(scores, depth)
+        return dict(zip(rows[best].tolist(), scores[best].tolist(), strict=True))
+
+    def bm25_scores(self, rows: np.ndarray, query: QueryTerms) -> np.ndarray:
+        """BM25 score of each passage row for the question."""
+        view, bm25_config = self.view, self.analyzer.config
+        tf, lengths = term_frequencies(view, rows, query.ids)
+        average = view.live_terms / max(view.live_passages, 1)
+        return bm25(tf, lengths, average, query.idf * query.counts, bm25_config.k1, bm25_config.b)
+
+    def _query(self, query: str) -> QueryTerms:
+        """The question's terms that the collection holds, with their `term_id`s (sorted), counts and idf."""
+        view = self.view
+        terms = self.analyzer.query_terms(query, self.config.skip_question_words)
+        if view.bm25 is None or not terms:
+            return QueryTerms.none()
+        counts: dict[str, int] = {}
+        for term in terms:
+            counts[term] = counts.get(term, 0) + 1
+        distinct = list(counts)
+        idf = view.bm25.idf(distinct)
+        known = sorted((term_id(t), t, w) for t, w in zip(distinct, idf.tolist(), strict=True) if w > 0)
+        return QueryTerms(
+            terms=[t for _, t, _ in known],
+            ids=np.asarray([i for i, _, _ in known], dtype=np.int64),
+            counts=np.asarray([counts[t] for _, t, _ in known], dtype=np.float64),
+            idf=np.asarray([w for _, _, w in known], dtype=np.float64),
+        )
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        mode: Mode = Mode.hybrid,
+        vector: np.ndarray | None = None,
+        highlight: bool = True,
+        search_filter: SearchFilter | None = None,
+        timings: dict[str, float] | None = None,
+        highlight_top: int | None = None,
+    ) -> list[Hit]:
+        """The `k` best distinct passages for `query`, ranked by `mode`, among those `search_filter` allows.
+
+        `vector` is the query's embedding when the caller already has it (batched evaluation);
+        `highlight=False` skips picking the answering sentence (the whole passage stands in);
+        `highlight_top=n` picks it for the first n hits only (evaluation judges the first).
+        The filter applies before the top-k cut: `k` results come back when that many passages match.
+        `timings`, when given, receives seconds per stage (filter, bm25, encode, dense, fuse, highlight).
+        """
+        view = self.view
+        clock = StageClock(timings)
+        allowed_docs = allowed_documents(view, search_filter)
+        allowed = allowed_passages(view, allowed_docs)
+        clock.lap("filter")
+        if view.live_passages == 0 or (allowed is not None and not allowed.any()):
+            return []
+        config = self.config
+        depth = min(view.num_passages, max(config.min_candidates, 4 * k))
+        terms = self._query(query)
+        lexical = self._bm25(terms, depth, allowed_docs)
+        if len(lexical) < depth:  # fewer passages match than wanted: the rest are candidates scoring 0
+            lexical.update((row, 0.0) for row in first_rows(allowed, view.num_passages, lexical, depth - len(lexical)))
+        bm25_top = np.fromiter(lexical.keys(), dtype=np.int64, count=len(lexical))
+        clock.lap("bm25")
+        if vector is None and mode != Mode.bm25:
+            vector = self._encode_query(query)
+            clock.lap("encode")
+
+        dense: dict[int, float] = {}
+        if vector is not None:
+            candidates = self._dense_candidates(vector, depth, allowed)
+            if mode == Mode.hybrid:
+                candidates = np.union1d(candidates, bm25_top)
+            dense = dict(zip(candidates.tolist(), self.dense_scores(candidates, vector).tolist(), strict=True))
+            clock.lap("dense")
+        if mode == Mode.bm25:
+            fused = {row: score for row, score in lexical.items() if score > 0}
+        elif mode == Mode.dense:
+            fused = dense
+        else:
+            fused = (
+                rrf_fusion(dense, lexical)
+                if config.fusion == "rrf"
+                else convex_fusion(dense, lexical, config.dense_weight)
+            )
+        query_ids, query_weights = terms.ids, terms.idf
+        ordered = rank_order(fused)
+        if mode == Mode.hybrid and config.answer_rerank > 0:
+            top = ordered[: config.rerank_depth]
+            fused = self._answer_rerank(query, top, fused, vector, query_ids, query_weights)
+            ordered = rank_order(fused)
+        chosen, folded = self._distinct(ordered, k)
+        clock.lap("fuse")
+        if vector is not None and mode == Mode.bm25 and chosen:
+            dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
+        missing = [row for row in chosen if row not in lexical]
+        if missing and len(terms.ids):
+            lexical.update(zip(missing, self.bm25_scores(np.asarray(missing), terms).tolist(), strict=True))
+        to_highlight = chosen if highlight_top is None else chosen[:highlight_top]
+        answers = self._answer_sentences(query, to_highlight, vector, query_ids, query_weights) if highlight else {}
+        hits = []
+        for rank, row in enumerate(chosen, start=1):
+            document = view.passage_document(row)
+            passage = view.passage_span(row)
+            best = answers.get(row, passage)
+            hits.append(
+                Hit(
+                    rank=rank,
+                    score=fused[row],
+                    doc_id=document.doc_id,
+                    title=document.title,
+                    source=document.source,
+                    start=passage.start,
+                    end=passage.end,
+                    text=document.text[passage.start : passage.end],
+                    highlight=best,
+                    highlight_text=document.text[best.start : best.end],
+                    dense=dense.get(row, 0.0),
+                    bm25=lexical.get(row, 0.0),
+                    fused=fused[row],
+                    duplicates=tuple(self._reference(r) for r in folded.get(row, [])),
+                )
+            )
+        clock.lap("highlight")
+        return hits
+
+    def _reference(self, row: int) -> Reference:
+        document = self.view.passage_document(row)
+        span = self.view.passage_span(row)
+        return Reference(document.doc_id, document.title, document.source, span.start, span.end)
+
+    def _answer_rerank(
+        self,
+        query: str,
+        rows: Sequence[int],
+        fused: dict[int, float],
+        vector: np.ndarray | None,
+        query_ids: np.ndarray,
+        query_weights: np.ndarray,
+    ) -> dict[int, float]:
+        """Second stage over the best fused rows: add how well each passage's best sentence could answer.
+
+        Passage-level scores miss a question whose terms gather in one sentence; this rewards the
+        passage holding a sentence that covers the question's rarer terms, with `rerank_cue` holds the
+        kind of answer asked for, and with `rerank_cosine` is close to the question in meaning, which
+        no shared term shows ("captured" for "take control of").
+        """
+        view, config = self.view, self.config
+        if not rows:
+            return fused
+        row_array = np.asarray(rows, dtype=np.int64)
+        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, row_array)
+        kind = answer_kind(query) if config.rerank_cue else None
+        best = best_sentence_scores(
+            sentence_coverage(view, sentence_rows, query_ids, query_weights),
+            self._facts.holds(sentence_rows, kind) if kind is not None else None,
+            view.sentence_vectors[sentence_rows] @ vector if vector is not None and config.rerank_cosine else None,
+            lengths,
+            config.rerank_cue,
+            config.rerank_cosine,
+            self._facts.holds(sentence_rows, HEADING) if config.heading_penalty else None,
+            config.heading_penalty,
+        )
+        reranked = dict(fused)
+        for row, bonus in zip(rows, best.tolist(), strict=True):
+            reranked[row] = fused[row] + config.answer_rerank * bonus
+        return reranked
+
+    def _answer_sentences(
+        self,
+        query: str,
+        rows: Sequence[int],
+        vector: np.ndarray | None,
+        query_ids: np.ndarray,
+        query_weights: np.ndarray,
+    ) -> dict[int, Span]:
+        """The answering sentence of each passage row, all rows scored in one pass."""
+        view, config = self.view, self.config
+        if not rows:
+            return {}
+        per_row = [view.sentence_rows_of(r) for r in rows]
+        sentence_rows = np.concatenate(per_row)
+        similarities = view.sentence_vectors[sentence_rows] @ vector if vector is not None else None
+        coverage = sentence_coverage(view, sentence_rows, query_ids, query_weights)
+        kind = answer_kind(query) if config.cue_bonus else None
+        scores = answer_sentence_scores(
+            similarities,
+            coverage,
+            self._facts.holds(sentence_rows, kind) if kind is not None else None,
+            config.highlight_term_weight,
+            config.cue_bonus,
+            self._facts.holds(sentence_rows, HEADING) if config.heading_penalty else None,
+            config.heading_penalty,
+        )
+        answers, at = {}, 0
+        for row, own in zip(rows, per_row, strict=True):
+            if len(own):
+                best = int(own[int(np.argmax(scores[at : at + len(own)]))])
+                answers[row] = view.sentence_span(best)
+            at += len(own)
+        return answers
+
+    def _find_facts(self, fact: SentenceFact, sentence_rows: np.ndarray) -> list[bool]:
+        view = self.view
+        found = []
+        for row in sentence_rows.tolist():
+            text = view.documents[view.sentence_docs[row]].text
+            span = view.sentence_span(row)
+            if fact == HEADING:
+                line = line_of(text, span)
+                found.append(reads_as_headline(text[line.start : line.end]))
+            else:
+                found.append(has_answer_kind(text[span.start : span.end], AnswerKind(fact)))
+        return found
+
+    def _distinct(self, ordered: Sequence[int], k: int) -> tuple[list[int], dict[int, list[int]]]:
+        """The first `k` rows that are distinct evidence, and for each the duplicates folded into it.
+
+        A passage that mostly repeats a better one of the same document (overlapping passages) is skipped;
+        a near-identical passage of another document (a syndicated story) is folded into the better one,
+        so the top k shows distinct evidence and the copies stay reachable.
+        """
+        view, config = self.view, self.config
+        chosen: list[int] = []
+        folded: dict[int, list[int]] = {}
+        words: dict[int, set[str]] = {}
+        for row in ordered:
+            span = view.passage_span(row)
+            doc = view.passage_docs[row]
+            if any(
+                view.passage_docs[other] == doc
+                and overlap_fraction(span, view.passage_span(other)) > config.duplicate_overlap
+                for other in chosen
+            ):
+                continue
+            original = self._copy_of(row, chosen, words)
+            if original is not None:
+                folded.setdefault(original, []).append(row)
+                continue
+            chosen.append(row)
+            if len(chosen) == k:
+                break
+        return chosen, folded
+
+    def _copy_of(self, row: int, chosen: Sequence[int], words: dict[int, set[str]]) -> int | None:
+        """The chosen row of another document that `row` nearly repeats word for word, if any."""
+        view, config = self.view, self.config
+        if config.copy_similarity > 1:
+            return None
+        for other in chosen:
+            if view.passage_docs[other] == view.passage_docs[row]:
+                continue
+            if float(view.passage_vectors[row] @ view.passage_vectors[other]) < COPY_COSINE:
+                continue  # cheap filter: copies embed alike
+            for r in (row, other):
+                if r not in words:
+                    words[r] = set(view.passage_text(r).lower().split())
+            union = len(words[row] | words[other])
+            if union and len(words[row] & words[other]) / union >= config.copy_similarity:
+                return other
+        return None
