@@ -14,11 +14,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from indexer.model.encoders import ENCODERS
 from service.logs import configure_logging
-from service.settings import Settings, settings_table
+from service.settings import Settings, add_flags, overrides_from, settings_table
 
 logger = logging.getLogger("citeline")
+# Settings every command takes as flags; each command adds its own (`index --chunk-tokens`, `serve --port`).
+COMMON_SETTINGS = ["index", "model", "log_level", "encoder", "query_encoder", "threads", "encoder_cache"]
 
 
 def _settings_epilog() -> str:
@@ -38,21 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--index", type=Path, help="index directory (CITELINE_INDEX, default ./index)")
-        sub.add_argument("--model", help="embedding model: default name, local folder (CITELINE_MODEL)")
-        sub.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (CITELINE_LOG_LEVEL)")
-        sub.add_argument("--encoder", choices=ENCODERS, help="passage encoder backend (CITELINE_ENCODER, default onnx)")
-        sub.add_argument(
-            "--query-encoder",
-            choices=ENCODERS,
-            help="question encoder backend (CITELINE_QUERY_ENCODER, default onnx-int8)",
-        )
-        sub.add_argument("--threads", type=int, help="encoder threads, 0 = library default (CITELINE_THREADS)")
-        sub.add_argument(
-            "--encoder-cache",
-            metavar="DIR",
-            help="ONNX exports shared by every index, tried before the index's own (CITELINE_ENCODER_CACHE)",
-        )
+        add_flags(sub, COMMON_SETTINGS)
 
     index = commands.add_parser(
         "index",
@@ -69,16 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the index in DIR instead: the record file's integrity, every citation inside its document, "
         "the BM25 index against the records (exit 1 naming the first problem)",
     )
-    index.add_argument("--chunk-tokens", type=int, help="target passage size in tokens (CITELINE_CHUNK_TOKENS)")
-    index.add_argument("--overlap-sentences", type=int, help="sentences shared by neighbouring passages")
-    index.add_argument("--batch-size", type=int, help="encoding batch size (CITELINE_BATCH_SIZE)")
+    add_flags(index, ["chunk_tokens", "overlap_sentences", "batch_size"])
     index.add_argument("--quiet", action="store_true", help="no progress bars")
 
     serve = commands.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs)")
     add_common(serve)
-    serve.add_argument("--host", help="listen address (CITELINE_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (CITELINE_PORT, default 8000)")
-    serve.add_argument("--sources", help="comma-separated sources to index before serving (CITELINE_SOURCES)")
+    add_flags(serve, ["host", "port", "sources"])
 
     migrate = commands.add_parser(
         "migrate",
@@ -164,25 +147,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        name: getattr(args, name, None)
-        for name in (
-            "index",
-            "model",
-            "log_level",
-            "host",
-            "port",
-            "sources",
-            "chunk_tokens",
-            "overlap_sentences",
-            "batch_size",
-            "encoder",
-            "query_encoder",
-            "threads",
-            "encoder_cache",
-        )
-    }
-    return Settings.from_env(**overrides)
+    return Settings.from_env(**overrides_from(args))
 
 
 def _run_verify(index_dir: Path) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,29 @@ def parse_bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+def add_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    """One flag per setting in `names` (`--chunk-tokens` for `chunk_tokens`), its type, choices and help taken
+    from `Settings`: a setting's name, default and help are written once, here."""
+    by_name = {f.name: f for f in fields(Settings)}
+    for name in names:
+        setting = by_name[name]
+        default = setting.default
+        kind: Any = Path if isinstance(default, Path) else parse_bool if isinstance(default, bool) else type(default)
+        shown = f"default {default}" if default not in ("", None) else "no default"
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            choices=setting.metadata["choices"] or None,
+            metavar=None if setting.metadata["choices"] else name.upper(),
+            help=f"{setting.metadata['help'].rstrip('.')} ({ENV_PREFIX}{name.upper()}, {shown})",
+        )
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a parsed command line gives (flags that were not given are None: the environment decides)."""
+    return {f.name: getattr(args, f.name, None) for f in fields(Settings)}
 
 
 def settings_table() -> list[tuple[str, str, str]]:

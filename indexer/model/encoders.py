@@ -24,8 +24,7 @@ logger = logging.getLogger(__name__)
 
 ENCODERS = ("onnx", "onnx-int8", "torch")
 # Passages are embedded in fp32: an index is written once and read for its whole life. Questions are
-# encoded with int8 weights: about 1.3 ms instead of 2.1 ms, with no change in retrieval beyond noise
-# (SQuAD dev half hybrid nDCG@10 0.9242 vs 0.9244, R@5 0.9662 vs 0.9666; seed hits identical).
+# encoded with int8 weights: faster, with no change in retrieval beyond noise (bench/REPORT.md, ablations).
 DEFAULT_ENCODER = "onnx"
 DEFAULT_QUERY_ENCODER = "onnx-int8"
 ENCODER_CACHE_DIR = "encoders"  # inside an index directory

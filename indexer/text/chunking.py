@@ -36,7 +36,7 @@ class ChunkerConfig:
     skip_boilerplate: bool = True
     embed_title: bool = True  # embed the title line with each passage (never part of what is cited)
     # End a passage where a paragraph (line) ends rather than mid-paragraph, when it can. Off: measured and
-    # not better (bench/REPORT.md, nDCG@10: SQuAD articles held-out 0.862 -> 0.861, seeds 0.976 -> 0.961).
+    # not better (bench/REPORT.md, index ablations).
     paragraphs: bool = False
 
     def __post_init__(self) -> None:

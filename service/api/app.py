@@ -70,8 +70,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         view = app.state.engine.view
         logger.info("serving %d documents, %d passages from %s", view.num_documents, view.live_passages, settings.index)
         # What is loaded now (modules, model, index) lives as long as the process: keep it out of the cyclic
-        # garbage collector's scans, which would otherwise walk it all in every full collection (~14 ms,
-        # a latency spike for whichever request triggers one).
+        # garbage collector's scans, which would otherwise walk it all in every full collection (a latency
+        # spike for whichever request triggers one).
         gc.collect()
         gc.freeze()
         watcher = asyncio.create_task(_follow_index(app.state.engine, settings.reload_seconds))
