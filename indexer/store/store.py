@@ -70,8 +70,13 @@ def writer_lock(index_dir: Path, timeout: float | None = None) -> Iterator[None]
 
     Readers never take it. With `timeout`, give up after that many seconds (`WriterBusyError`).
     """
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with (index_dir / LOCK_FILE).open("a") as handle:
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        handle = (index_dir / LOCK_FILE).open("a")
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise StoreError(f"{index_dir}: cannot be written ({reason}): index into a writable folder") from None
+    with handle:
         if timeout is None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         else:

@@ -279,3 +279,12 @@ def test_a_served_index_repairs_what_a_dead_writer_left_behind(writable: Engine,
     assert writable.refresh()
     assert writable.not_ready_because() is None
     assert writable.search("zqlighthouse keeper", 1, Mode.bm25)[0].doc_id == "orphan"
+
+
+def test_an_index_folder_that_cannot_be_written_is_a_clear_error(tmp_path: Path):
+    from indexer.store.store import writer_lock
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot be written"), writer_lock(blocker / "index"):
+        pass
