@@ -18,7 +18,7 @@ from tqdm import tqdm
 from indexer.collection import API_SOURCE
 from indexer.model.embedding import Embedder
 from indexer.store.records import DocumentRecord, Passage, Sentence
-from indexer.store.store import NoIndexError, Store, StoreError, writer_lock
+from indexer.store.store import NoIndexError, SegmentPolicy, Store, StoreError, writer_lock
 from indexer.text.chunking import ChunkerConfig, chunk_document, clip_title, embedding_text
 from indexer.text.documents import Document
 from indexer.text.lexical import Analyzer, BM25Config, bm25_texts, document_acronyms, term_id
@@ -134,6 +134,7 @@ def sync_index(
     bm25: BM25Config | None = None,
     show_progress: bool = True,
     keep_api_documents: bool = False,
+    segments: SegmentPolicy | None = None,
 ) -> BuildReport:
     """Make the index hold exactly `documents`: embed new or changed ones, delete the rest.
 
@@ -143,7 +144,8 @@ def sync_index(
 
     Work is stored in batches of `BATCH_DOCUMENTS`, each durable on its own: a run that is interrupted
     and started again embeds only what it had not stored. A store built with another model or chunker
-    is refused (`StoreError`): its vectors and passages would not match new ones.
+    is refused (`StoreError`): its vectors and passages would not match new ones. At the end, the new
+    vectors are sealed into a memory-mapped segment when `segments` says there are enough.
     """
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig(token_limit=embedder.token_limit)
@@ -184,6 +186,10 @@ def sync_index(
                 chunks += sum(len(r.passages) for r in records)
                 progress.update(len(batch))
             progress.close()
+            policy = segments or SegmentPolicy()
+            if store.seal(policy.seal_passages, policy.index) is not None:
+                while store.merge(policy.max_segments) is not None:
+                    pass
             total = store.records.count("passages")
         finally:
             store.close()

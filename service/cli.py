@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("dest", type=Path, help="new directory for the copy")
     add_common(backup)
 
+    repair = commands.add_parser(
+        "repair",
+        help="rebuild the BM25 index and vector segments from the record file (no re-embedding)",
+        description="For a damaged, missing or truncated segment or BM25 file: both are derived from "
+        "records.sqlite, so they are rebuilt from it, then the index is verified. Writers wait meanwhile.",
+    )
+    add_common(repair)
+
     search = commands.add_parser("search", help="answer one question from the shell, without a server")
     search.add_argument("question")
     add_common(search)
@@ -180,6 +188,13 @@ def _run_backup(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.store.maintenance import backup
 
     print(backup(settings.index, args.dest).summary())
+    return 0
+
+
+def _run_repair(settings: Settings) -> int:
+    from indexer.store.maintenance import repair
+
+    print(repair(settings.index).summary())
     return 0
 
 
@@ -294,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_migrate(settings)
         if args.command == "backup":
             return _run_backup(args, settings)
+        if args.command == "repair":
+            return _run_repair(settings)
         return _run_search(args, settings)
     except (
         StoreError,

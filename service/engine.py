@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from indexer.build import open_or_create, prepare, sync_index
 from indexer.collection import ConflictError, UnknownDocumentError
 from indexer.model.embedding import Embedder, ModelInfo
 from indexer.model.encoders import index_encoder_cache
 from indexer.store.migrate import migrate_if_needed
-from indexer.store.store import Store, StoreError, WriterBusyError, is_store, writer_lock
+from indexer.store.segments import read_manifest
+from indexer.store.store import SegmentPolicy, Store, StoreError, WriterBusyError, is_store, writer_lock
 from indexer.store.view import View
 from indexer.text.chunking import ChunkerConfig
 from indexer.text.documents import Document, load_documents
@@ -26,6 +30,7 @@ from service.search.retrieval import Hit, Mode, QueryEncoder, RetrievalConfig, R
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ModelMismatchError(StoreError):
@@ -38,6 +43,32 @@ class WriteQueueFullError(RuntimeError):
 
 class WriteTimeoutError(RuntimeError):
     """A write could not start within the allowed wait (others were writing): nothing written."""
+
+
+def at_low_priority(work: Callable[[], T]) -> T:
+    """`work()` on a thread of its own at the lowest CPU priority (Linux: a thread's nice value is its
+    own), so that background work yields the cores to searches. Waits for it; its exception is raised."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        with contextlib.suppress(OSError):  # not permitted here: the work still runs, at normal priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        try:
+            outcome.append(work())
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=run, name="citeline-maintenance", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def segment_policy(settings: Settings) -> SegmentPolicy:
+    return SegmentPolicy(settings.seal_passages, settings.max_segments, settings.segment_index)
 
 
 def check_model(built_with: ModelInfo, embedder: Embedder, index_dir: Path) -> None:
@@ -88,6 +119,7 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
         chunker_config(settings, embedder),
         show_progress=show_progress,
         keep_api_documents=True,
+        segments=segment_policy(settings),
     )
     logger.info(
         "indexed %d documents (%d chunks, %d embedded, %d reused, %d removed) in %.1fs",
@@ -137,10 +169,12 @@ class Engine:
         max_queued_writes: int = 0,
         write_wait_seconds: float = 0.0,
         batch_queries: bool = False,
+        segments: SegmentPolicy | None = None,
     ) -> None:
         """`max_queued_writes`: writes that may wait for the one in progress (0: any number);
         `write_wait_seconds`: how long a write waits to start before it gives up (0: as long as it takes);
-        `batch_queries`: encode questions that arrive together in one batch."""
+        `batch_queries`: encode questions that arrive together in one batch; `segments`: when `maintain`
+        seals and merges vector segments."""
         check_model(store.settings.model, embedder, store.index_dir)
         self.embedder = embedder
         self.store = store
@@ -156,6 +190,8 @@ class Engine:
         self._queue_lock = threading.Lock()
         self.queued_writes = 0  # writes waiting to start
         self.refresh_error: str | None = None  # why the last attempt to follow the store failed, until one succeeds
+        self.segments = segments or SegmentPolicy()
+        self._dead_merged = 0  # dead passages when `maintain` last looked for segments to merge
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
@@ -186,6 +222,7 @@ class Engine:
                 max_queued_writes=settings.max_queued_writes,
                 write_wait_seconds=settings.request_timeout_seconds,
                 batch_queries=settings.batch_queries,
+                segments=segment_policy(settings),
             )
         except BaseException:
             store.close()
@@ -251,6 +288,44 @@ class Engine:
                 store.bm25_error = None
         except WriterBusyError:
             pass  # the writer at work brings it up to date itself
+
+    def maintain(self) -> bool:
+        """Seal the unsealed vectors into a segment when their rows reach `seal_passages`, merge segments that
+        need it, and load the view anew when the segments changed (here or in another process); True if it
+        did. Loading anew also drops the rows of unsealed documents deleted since the last load.
+
+        The work runs on a thread of its own at the lowest CPU priority, so searches keep their latency;
+        writes and searches go on meanwhile (the old view stays valid), and the new view takes in the
+        writes made meanwhile before it is swapped in."""
+        view, policy = self._state.view, self.segments
+        seal = not self.store.read_only and len(view.passage_vectors.live) >= policy.seal_passages
+        merge = not self.store.read_only and view.dead_passages > self._dead_merged
+        if not (seal or merge) and read_manifest(self.index_dir).generation == view.generation:
+            return False
+        return at_low_priority(lambda: self._maintain(seal, merge, view.dead_passages))
+
+    def _maintain(self, seal: bool, merge: bool, dead: int) -> bool:
+        store, policy = self.store, self.segments
+        if seal:
+            store.seal(1, policy.index)  # whatever of the unsealed rows is still alive (maybe nothing)
+        if seal or merge:
+            while store.merge(policy.max_segments) is not None:
+                pass
+            self._dead_merged = dead
+        if not seal and read_manifest(self.index_dir).generation == self._state.view.generation:
+            return False
+        loaded = store.load()
+        with self._write_lock:
+            view = store.follow(loaded)
+            self._state = IndexState.of(view, self._encode_query, self.analyzer)
+            self._dead_merged = view.dead_passages  # the tombstones left are below the merge threshold
+        logger.info(
+            "loaded the index anew on %d sealed segments: %d passages (%d unsealed)",
+            len(view.passage_vectors.sealed),
+            view.live_passages,
+            len(view.passage_vectors.live),
+        )
+        return True
 
     def not_ready_because(self) -> str | None:
         """Why answers may be stale (another process's writes not taken in, the BM25 index behind), or None."""

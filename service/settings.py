@@ -53,6 +53,15 @@ class Settings:
     reload_seconds: float = _setting(
         2.0, "How often `serve` takes in writes made by another process, e.g. `citeline index` (0: never)."
     )
+    seal_passages: int = _setting(
+        20_000,
+        "Passages written since the last seal (their vectors in memory) at which they are sealed into a "
+        "memory-mapped segment.",
+    )
+    max_segments: int = _setting(8, "Sealed segments an index keeps before the two smallest neighbours merge.")
+    segment_index: str = _setting(
+        "flat", "How a sealed segment's vectors are searched (flat: exact).", choices=("flat",)
+    )
     api_key: str = _setting("", "Bearer key for the write endpoints (POST/PUT/DELETE /documents); unset: writes off.")
     read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")
     max_body_bytes: int = _setting(10_000_000, "Largest request body accepted, in bytes (else 413).")

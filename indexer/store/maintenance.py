@@ -1,4 +1,5 @@
-"""Checking a store (`citeline index --verify`) and copying a live one (`citeline backup`)."""
+"""Checking a store (`citeline index --verify`), copying a live one (`citeline backup`), and rebuilding
+what derives from its record file (`citeline repair`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ from pathlib import Path
 
 from indexer.store.bm25 import BM25_DIR
 from indexer.store.records import RECORDS_FILE, RecordsError
+from indexer.store.segments import (
+    MANIFEST_FILE,
+    SEGMENTS_DIR,
+    Manifest,
+    read_manifest,
+    remove_unlisted,
+    segments_lock,
+    verify_segment,
+)
 from indexer.store.store import Store, StoreError, writer_lock
 
 
@@ -23,12 +33,14 @@ class VerifyReport:
     sentences: int
     bm25_passages: int
     seq: int
+    segments: int = 0
 
     def summary(self) -> str:
         return (
             f"ok: {self.index} (format 3, log at {self.seq}): {self.documents} documents, {self.passages} passages, "
             f"{self.sentences} sentences; record file intact, every citation inside its document, "
-            f"{self.bm25_passages} passages in the BM25 index"
+            f"{self.bm25_passages} passages in the BM25 index, {self.segments} vector segments intact "
+            "(SHA-256) and in line with the record file"
         )
 
 
@@ -37,7 +49,8 @@ def verify_index(index_dir: Path) -> VerifyReport:
 
     SQLite's integrity check of the record file; every passage and sentence span inside its document's
     text and every vector of the model's dimension; the BM25 index readable and holding one entry per
-    stored passage once it has applied the whole log.
+    stored passage once it has applied the whole log; every sealed segment's files against the SHA-256
+    its manifest holds, and its documents against the record file (the whole view is loaded).
     """
     store = Store.open(index_dir)
     try:
@@ -70,7 +83,11 @@ def verify_index(index_dir: Path) -> VerifyReport:
                 f"{index_dir / BM25_DIR}: holds {searcher.num_docs} passages, the record file {passages}: delete the "
                 "folder and open the index for writing to rebuild it"
             )
-        return VerifyReport(index_dir, documents, passages, sentences, searcher.num_docs, seq)
+        manifest = read_manifest(index_dir)
+        for info in manifest.segments:
+            verify_segment(index_dir, info)
+        store.load()  # maps every segment and checks its documents against the record file
+        return VerifyReport(index_dir, documents, passages, sentences, searcher.num_docs, seq, len(manifest.segments))
     finally:
         store.close()
 
@@ -84,7 +101,7 @@ def backup(index_dir: Path, destination: Path) -> VerifyReport:
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
-        with writer_lock(index_dir):
+        with writer_lock(index_dir), segments_lock(index_dir):
             store = Store.open(index_dir)
             try:
                 store.recover()
@@ -92,6 +109,12 @@ def backup(index_dir: Path, destination: Path) -> VerifyReport:
             finally:
                 store.close()
             shutil.copytree(index_dir / BM25_DIR, staging / BM25_DIR, ignore=shutil.ignore_patterns("*.lock"))
+            manifest = read_manifest(index_dir)
+            if manifest.segments:
+                (staging / SEGMENTS_DIR).mkdir()
+                shutil.copy2(index_dir / SEGMENTS_DIR / MANIFEST_FILE, staging / SEGMENTS_DIR / MANIFEST_FILE)
+                for info in manifest.segments:
+                    shutil.copytree(index_dir / SEGMENTS_DIR / info.name, staging / SEGMENTS_DIR / info.name)
         for path in staging.rglob("*"):
             if path.is_file():
                 with path.open("rb") as handle:
@@ -102,5 +125,28 @@ def backup(index_dir: Path, destination: Path) -> VerifyReport:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return VerifyReport(
-        destination, report.documents, report.passages, report.sentences, report.bm25_passages, report.seq
+        destination,
+        report.documents,
+        report.passages,
+        report.sentences,
+        report.bm25_passages,
+        report.seq,
+        report.segments,
     )
+
+
+def repair(index_dir: Path) -> VerifyReport:
+    """Rebuild the BM25 index and the vector segments from the record file (no re-embedding), then verify.
+    For a damaged, missing or truncated segment or BM25 file; a damaged record file needs a backup."""
+    with writer_lock(index_dir):
+        with segments_lock(index_dir):
+            (index_dir / SEGMENTS_DIR / MANIFEST_FILE).unlink(missing_ok=True)
+            remove_unlisted(index_dir, Manifest())
+        shutil.rmtree(index_dir / BM25_DIR, ignore_errors=True)
+        store = Store.open(index_dir)
+        try:
+            store.recover()
+            store.seal(1)
+        finally:
+            store.close()
+    return verify_index(index_dir)

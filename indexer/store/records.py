@@ -263,9 +263,54 @@ class Records:
     def keys(self) -> list[int]:
         return [int(k) for (k,) in self._query("SELECT id FROM documents ORDER BY id")]
 
-    def records(self, keys: Sequence[int] | None = None, dimension: int = 0) -> Iterator[DocumentRecord]:
-        """Stored documents (all of them, in id order, when `keys` is None), whole."""
+    def keys_at(self, seq: int, after: int = 0) -> list[int]:
+        """Keys of the documents stored as of log entry `seq` (added by then) that are stored still, above
+        `after`, in order: what a view at `seq` holds, whatever was written since."""
+        last = self._query("SELECT COALESCE(MAX(doc), 0) FROM oplog WHERE seq <= ? AND action = 'add'", (seq,))
+        rows = self._query("SELECT id FROM documents WHERE id > ? AND id <= ? ORDER BY id", (after, int(last[0][0])))
+        return [int(k) for (k,) in rows]
+
+    def rows_after(self, table: str, key: int) -> int:
+        """Stored passages or sentences of the documents whose key is above `key`."""
+        assert table in ("passages", "sentences")
+        return int(self._query(f"SELECT COUNT(*) FROM {table} WHERE doc > ?", (key,))[0][0])
+
+    def sizes(self, keys: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """key -> (passages, sentences) of each stored document of `keys`."""
+        found: dict[int, tuple[int, int]] = {}
+        wanted = sorted(set(keys))
+        for at in range(0, len(wanted), 500):
+            batch = wanted[at : at + 500]
+            marks = ",".join("?" * len(batch))
+            for key, passages, sentences in self._query(
+                f"SELECT id, (SELECT COUNT(*) FROM passages WHERE doc = id), "
+                f"(SELECT COUNT(*) FROM sentences WHERE doc = id) FROM documents WHERE id IN ({marks})",
+                batch,
+            ):
+                found[int(key)] = (int(passages), int(sentences))
+        return found
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads made inside see the file as it is now, whatever commits meanwhile (a read transaction).
+        Holds this connection: take it on a connection of its own (`Records(path)`) for long reads."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+            except sqlite3.Error as error:
+                raise _translate(error, self.path) from None
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
+
+    def records(
+        self, keys: Sequence[int] | None = None, dimension: int = 0, vectors: bool = True
+    ) -> Iterator[DocumentRecord]:
+        """Stored documents (all of them, in id order, when `keys` is None), whole; without their vectors
+        (empty arrays) when `vectors` is False."""
         wanted = self.keys() if keys is None else sorted(set(keys))
+        vector = "vector" if vectors else "x''"
         for at in range(0, len(wanted), 500):
             batch = wanted[at : at + 500]
             marks = ",".join("?" * len(batch))
@@ -275,14 +320,14 @@ class Records:
             )
             passages: dict[int, list[tuple]] = {}
             for row in self._query(
-                f"SELECT doc, start, end, sentences, vector, terms FROM passages WHERE doc IN ({marks}) "
+                f"SELECT doc, start, end, sentences, {vector}, terms FROM passages WHERE doc IN ({marks}) "
                 "ORDER BY doc, ord",
                 batch,
             ):
                 passages.setdefault(int(row[0]), []).append(row)
             sentences: dict[int, list[tuple]] = {}
             for row in self._query(
-                f"SELECT doc, start, end, terms, vector FROM sentences WHERE doc IN ({marks}) ORDER BY doc, ord",
+                f"SELECT doc, start, end, terms, {vector} FROM sentences WHERE doc IN ({marks}) ORDER BY doc, ord",
                 batch,
             ):
                 sentences.setdefault(int(row[0]), []).append(row)
@@ -294,8 +339,8 @@ class Records:
                     ),
                     passages=[Passage(int(s), int(e), _ints(b, np.int32), _ints(t)) for _, s, e, b, _, t in p_rows],
                     sentences=[Sentence(int(s), int(e), _ints(b)) for _, s, e, b, _ in s_rows],
-                    passage_vectors=_matrix([r[4] for r in p_rows], dimension),
-                    sentence_vectors=_matrix([r[4] for r in s_rows], dimension),
+                    passage_vectors=_matrix([r[4] for r in p_rows] if vectors else [], dimension),
+                    sentence_vectors=_matrix([r[4] for r in s_rows] if vectors else [], dimension),
                     key=int(key),
                 )
 

@@ -5,13 +5,16 @@ Layout (format 3):
     INDEX/records.sqlite    the system of record (`records.py`): settings, documents, passages, sentences,
                             vectors, the operation log
     INDEX/bm25/             tantivy's index of the passages (`bm25.py`), and APPLIED, the last log entry in it
+    INDEX/segments/         sealed vector segments, memory-mapped (`segments.py`), and their MANIFEST.json
     INDEX/.write.lock       one writer at a time, across processes
     INDEX/encoders/         ONNX exports of the model (a cache: indexer/model/encoders.py)
 
 A write stores its documents in the record file (one transaction, durable when it returns), then brings
 the BM25 index up to the log's end, then the caller's view (`follow`). A crash between the two leaves the
 record file ahead: whoever opens the store for writing next replays the log into the BM25 index first
-(`recover`). The view is never on disk: opening a store reads the live documents from the record file.
+(`recover`). Opening a store reads the live documents from the record file and maps the sealed vectors
+from their segments; the vectors of documents newer than the last segment are read into memory until
+`seal` writes them into a segment of their own. `merge` rewrites segments without their deleted rows.
 """
 
 from __future__ import annotations
@@ -24,34 +27,42 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from indexer.model.embedding import ModelInfo
 from indexer.store.bm25 import BM25_DIR, BM25Error, BM25Index
-from indexer.store.records import RECORDS_FILE, DocumentRecord, Records
+from indexer.store.errors import NoIndexError, SegmentError, StoreError, WriterBusyError
+from indexer.store.records import RECORDS_FILE, DocumentRecord, Passage, Records, Sentence
+from indexer.store.segments import (
+    Manifest,
+    Segment,
+    SegmentInfo,
+    SegmentWriter,
+    open_segment,
+    read_manifest,
+    remove_unlisted,
+    segment_name,
+    segments_lock,
+    write_manifest,
+)
 from indexer.store.view import View
 from indexer.text.chunking import ChunkerConfig
+from indexer.text.documents import Document
 from indexer.text.lexical import BM25Config
 
-FORMAT_VERSION = 3  # 3: SQLite records + tantivy BM25; 2 and 1: whole snapshots (migrated on open)
+FORMAT_VERSION = 3  # 3: SQLite records + tantivy BM25 (+ vector segments); 2 and 1: whole snapshots (migrated)
 LOCK_FILE = ".write.lock"
 LEGACY_POINTER = "CURRENT"
+DEAD_FRACTION = 0.25  # a segment whose deleted rows reach this share of it is rewritten without them
+LOAD_BATCH = 1000  # documents read from the record file at a time while loading
+
+__all__ = ["NoIndexError", "SegmentError", "StoreError", "WriterBusyError"]  # re-exported: where callers look
 
 logger = logging.getLogger(__name__)
-
-
-class StoreError(RuntimeError):
-    """An index directory is missing, damaged, of another format, or busy."""
-
-
-class NoIndexError(StoreError):
-    """There is no index in the directory."""
-
-
-class WriterBusyError(StoreError):
-    """Another process held the index's writer lock for longer than the caller would wait."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,15 @@ class StoreSettings:
     chunker: ChunkerConfig
     bm25: BM25Config
     created_at: str
+
+
+@dataclass(frozen=True)
+class SegmentPolicy:
+    """When a store's vectors are sealed and merged (the service's settings of the same names)."""
+
+    seal_passages: int = 20_000  # unsealed passages that make a segment
+    max_segments: int = 8  # past this, the two smallest neighbouring segments merge
+    index: str = "flat"  # how a sealed segment's vectors are searched
 
 
 @contextmanager
@@ -208,17 +228,164 @@ class Store:
         return replayed
 
     def load(self) -> View:
-        """A view of every live document, as stored now."""
+        """A view of every live document, as stored now: sealed vectors mapped from their segments, the
+        rest read from the record file."""
+        manifest, segments = self._open_segments()
         seq = self.records.last_seq()
         searcher = self.bm25.searcher()
-        view = View.empty(self.dimension, searcher, self.records.count("passages"), self.records.count("sentences"))
-        batch: list[DocumentRecord] = []
-        for record in self.records.records(None, self.dimension):
-            batch.append(record)
-            if len(batch) == 1000:
-                view = view.changed(batch, [], seq, searcher)
-                batch = []
-        return view.changed(batch, [], seq, searcher)
+        keys = self.records.keys_at(seq)
+        sealed = manifest.last_key
+        alive = set(keys)
+        view = View.empty(
+            self.dimension,
+            searcher,
+            self.records.rows_after("passages", sealed),
+            self.records.rows_after("sentences", sealed),
+        )
+        in_segments = 0
+        for segment in segments:
+            view = self._load_segment(view, segment, alive, seq)
+            in_segments += int(np.isin(segment.keys, keys).sum())
+        if in_segments != sum(1 for k in keys if k <= sealed):
+            raise SegmentError(
+                f"{self.index_dir}: the vector segments lack documents of the record file: run "
+                f"`citeline repair --index {self.index_dir}` to rebuild them (no re-embedding)"
+            )
+        unsealed = [k for k in keys if k > sealed]
+        for at in range(0, len(unsealed), LOAD_BATCH):
+            batch = list(self.records.records(unsealed[at : at + LOAD_BATCH], self.dimension))
+            view = view.changed(batch, [], seq, searcher)
+        return replace(view, seq=seq, generation=manifest.generation)
+
+    def _open_segments(self) -> tuple[Manifest, list[Segment]]:
+        """The manifest and its segments, mapped; read again if a merge replaced them while they opened."""
+        while True:
+            manifest = read_manifest(self.index_dir)
+            try:
+                return manifest, [open_segment(self.index_dir, info, self.dimension) for info in manifest.segments]
+            except SegmentError:
+                if read_manifest(self.index_dir).generation == manifest.generation:
+                    raise
+
+    def _load_segment(self, view: View, segment: Segment, alive: set[int], seq: int) -> View:
+        """`view` with a segment's documents appended: their texts and spans from the record file, their
+        vectors the segment's rows; those deleted since it was sealed are tombstones."""
+        keys = segment.keys.tolist()
+        dead: list[int] = []
+        for at in range(0, len(keys), LOAD_BATCH):
+            batch = keys[at : at + LOAD_BATCH]
+            stored = {r.key: r for r in self.records.records([k for k in batch if k in alive], vectors=False)}
+            records = []
+            for i, key in enumerate(batch, start=at):
+                passages, sentences = int(segment.passage_counts[i]), int(segment.sentence_counts[i])
+                record = stored.get(key)
+                if record is None:  # deleted since the segment was sealed (or while this load read it)
+                    dead.append(key)
+                    record = _tombstone(key, passages, sentences)
+                elif (len(record.passages), len(record.sentences)) != (passages, sentences):
+                    raise SegmentError(
+                        f"{self.index_dir}: segment {segment.info.name} holds {passages} passages of document "
+                        f"{record.document.doc_id!r}, the record file {len(record.passages)}: run "
+                        f"`citeline repair --index {self.index_dir}`"
+                    )
+                records.append(record)
+            view = view.appended_rows(records)
+        view = view.with_segment(segment.passages, segment.sentences)
+        return view.changed([], dead, seq, view.bm25) if dead else view
+
+    # -- segments ------------------------------------------------------------------------------------------
+    def unsealed_passages(self) -> int:
+        return self.records.rows_after("passages", read_manifest(self.index_dir).last_key)
+
+    def seal(self, min_passages: int = 1, index: str = "flat") -> SegmentInfo | None:
+        """Write the documents newer than the last segment into a new one, when they hold at least
+        `min_passages` passages. Writes of documents go on meanwhile: it reads a snapshot of the record file
+        on a connection of its own, and a document deleted since is a tombstone of the segment."""
+        self.check_writable()
+        with segments_lock(self.index_dir):
+            manifest = read_manifest(self.index_dir)
+            remove_unlisted(self.index_dir, manifest)
+            reader = Records(self.records.path)
+            try:
+                with reader.snapshot():
+                    keys = reader.keys_at(reader.last_seq(), after=manifest.last_key)
+                    sizes = reader.sizes(keys)
+                    passages = sum(p for p, _ in sizes.values())
+                    if not keys or passages < max(min_passages, 1):
+                        return None
+                    name = segment_name(manifest.generation + 1)
+                    writer = SegmentWriter(
+                        self.index_dir, name, self.dimension, len(keys), passages, sum(s for _, s in sizes.values())
+                    )
+                    for record in reader.records(keys, self.dimension):
+                        writer.add(record.key, record.passage_vectors, record.sentence_vectors)
+            finally:
+                reader.close()
+            info = writer.finish(keys[-1], index)
+            write_manifest(self.index_dir, Manifest(manifest.generation + 1, (*manifest.segments, info)))
+        logger.info("sealed %d documents (%d passages) into segment %s", info.documents, info.passages, info.name)
+        return info
+
+    def merge(self, max_segments: int = 8) -> SegmentInfo | None:
+        """Rewrite segments without their deleted rows: a segment whose dead rows reach `DEAD_FRACTION` of
+        it, or, past `max_segments`, the two smallest neighbours into one. None when nothing needs it."""
+        self.check_writable()
+        with segments_lock(self.index_dir):
+            manifest = read_manifest(self.index_dir)
+            if not manifest.segments:
+                return None
+            segments = [open_segment(self.index_dir, info, self.dimension) for info in manifest.segments]
+            alive = np.asarray(self.records.keys_at(self.records.last_seq()), dtype=np.int64)
+            kept = [np.isin(s.keys, alive) for s in segments]
+            dead = [int(s.passage_counts[~k].sum()) for s, k in zip(segments, kept, strict=True)]
+            run = next(
+                (
+                    (i, i)
+                    for i, s in enumerate(manifest.segments)
+                    if s.passages and dead[i] >= DEAD_FRACTION * s.passages
+                ),
+                None,
+            )
+            if run is None and len(segments) > max(max_segments, 1):
+                sizes = [
+                    manifest.segments[i].passages + manifest.segments[i + 1].passages for i in range(len(segments) - 1)
+                ]
+                first = int(np.argmin(sizes))
+                run = (first, first + 1)
+            if run is None:
+                return None
+            first, last = run
+            chosen = list(range(first, last + 1))
+            writer = SegmentWriter(
+                self.index_dir,
+                segment_name(manifest.generation + 1),
+                self.dimension,
+                sum(int(kept[i].sum()) for i in chosen),
+                sum(int(segments[i].passage_counts[kept[i]].sum()) for i in chosen),
+                sum(int(segments[i].sentence_counts[kept[i]].sum()) for i in chosen),
+            )
+            for i in chosen:
+                segment = segments[i]
+                p_starts = np.concatenate([[0], np.cumsum(segment.passage_counts)])
+                s_starts = np.concatenate([[0], np.cumsum(segment.sentence_counts)])
+                for row in np.flatnonzero(kept[i]).tolist():
+                    writer.add(
+                        int(segment.keys[row]),
+                        segment.passages[p_starts[row] : p_starts[row + 1]],
+                        segment.sentences[s_starts[row] : s_starts[row + 1]],
+                    )
+            info = writer.finish(manifest.segments[last].last_key, manifest.segments[last].index)
+            merged = (*manifest.segments[:first], info, *manifest.segments[last + 1 :])
+            write_manifest(self.index_dir, Manifest(manifest.generation + 1, merged))
+            remove_unlisted(self.index_dir, Manifest(manifest.generation + 1, merged))
+        logger.info(
+            "merged segments %s into %s: %d passages, %d deleted ones dropped",
+            ", ".join(manifest.segments[i].name for i in chosen),
+            info.name,
+            info.passages,
+            sum(dead[i] for i in chosen),
+        )
+        return info
 
     def write(self, adds: Sequence[DocumentRecord], deletes: Sequence[str] = ()) -> int:
         """Store `adds` (replacing any stored versions) and delete `deletes`, durably; then update the BM25
@@ -244,3 +411,18 @@ class Store:
         added_keys = [op.key for op in ops if op.action == "add"]
         added = list(self.records.records(added_keys, self.dimension)) if added_keys else []
         return view.changed(added, deleted, ops[-1].seq, self.bm25.searcher())
+
+
+def _tombstone(key: int, passages: int, sentences: int) -> DocumentRecord:
+    """A stand-in for a document deleted after its segment was sealed: rows that keep the segment's
+    vectors in line with the view's rows, hidden from every search. The first passage holds every
+    sentence, so a sentence never points at a passage outside the document."""
+    holder = tuple(range(sentences))
+    return DocumentRecord(
+        document=Document(doc_id=f"\x00deleted:{key}", text=""),
+        passages=[Passage(0, 0, holder if i == 0 else ()) for i in range(passages)],
+        sentences=[Sentence(0, 0, ()) for _ in range(sentences)],
+        passage_vectors=np.zeros((0, 0), np.float32),
+        sentence_vectors=np.zeros((0, 0), np.float32),
+        key=key,
+    )

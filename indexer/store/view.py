@@ -2,9 +2,12 @@
 
 A `View` is immutable. A write makes the next view by appending the new documents' rows and marking the
 rows of deleted documents dead (tombstones), at a cost set by the documents written, not by the
-collection: the arrays grow in place past the end that older views see (capacity doubles), so no row an
-older view reads ever changes, and a search that started on it finishes on it. Dead rows stay in the
-arrays, hidden from every search, until the store is next opened (which loads only live documents).
+collection: the arrays grow in place past the end that older views see (capacity grows by half), so no
+row an older view reads ever changes, and a search that started on it finishes on it.
+
+Vectors come in parts (`Vectors`): the sealed segments' memory-mapped arrays first, then the unsealed
+rows in memory. The rows of a sealed segment's documents that were deleted since it was sealed are
+tombstones too, until a merge drops them; unsealed dead rows are dropped when the store is next loaded.
 """
 
 from __future__ import annotations
@@ -56,6 +59,50 @@ class Buffers:
 
 
 @dataclass(frozen=True)
+class Vectors:
+    """A column of vectors in parts: sealed segments' arrays (memory-mapped), then the unsealed rows."""
+
+    sealed: tuple[np.ndarray, ...]
+    live: np.ndarray  # a prefix of a growable buffer (`Buffers`)
+
+    @classmethod
+    def empty(cls, dimension: int) -> Vectors:
+        return cls((), np.zeros((0, dimension), np.float32))
+
+    @property
+    def starts(self) -> np.ndarray:
+        """The first row of each part (sealed parts, then the live one)."""
+        return np.cumsum([0, *(len(p) for p in self.sealed)], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.sealed) + len(self.live)
+
+    def matrix(self) -> np.ndarray:
+        """Every row as one array (a copy, when some are sealed)."""
+        return self.live if not self.sealed else np.vstack([*self.sealed, self.live])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of `rows` (any order), as one array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.sealed:
+            return self.live[rows]
+        starts = self.starts
+        parts = np.searchsorted(starts, rows, side="right") - 1
+        out = np.empty((len(rows), self.live.shape[1]), dtype=np.float32)
+        for part in np.unique(parts).tolist():
+            chosen = parts == part
+            array = self.sealed[part] if part < len(self.sealed) else self.live
+            out[chosen] = array[rows[chosen] - starts[part]]
+        return out
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """Inner product of every row with `query` (exact search, the segments' `flat` index type)."""
+        if not self.sealed:
+            return self.live @ query
+        return np.concatenate([part @ query for part in (*self.sealed, self.live)])
+
+
+@dataclass(frozen=True)
 class View:
     """One version of the collection, read-only; `seq` is the last log entry it holds."""
 
@@ -71,14 +118,14 @@ class View:
     passage_starts: np.ndarray  # int64
     passage_ends: np.ndarray  # int64
     passage_alive: np.ndarray  # bool
-    passage_vectors: np.ndarray  # float32 (passages, dimension)
+    passage_vectors: Vectors  # float32 (passages, dimension)
     passage_sentence_ptr: np.ndarray  # int64, passages + 1: sentences of passage r are rows[ptr[r]:ptr[r+1]]
     passage_sentence_rows: np.ndarray  # int64
     sentence_docs: np.ndarray  # int32
     sentence_starts: np.ndarray  # int64
     sentence_ends: np.ndarray  # int64
     sentence_passages: np.ndarray  # int64, first passage row holding each sentence
-    sentence_vectors: np.ndarray  # float32 (sentences, dimension)
+    sentence_vectors: Vectors  # float32 (sentences, dimension)
     sentence_term_ptr: np.ndarray  # int64, sentences + 1: terms of sentence s are ids[ptr[s]:ptr[s+1]]
     sentence_term_ids: np.ndarray  # int64 `term_id`s
     passage_term_ptr: np.ndarray  # int64, passages + 1: BM25 terms of passage r are ids[ptr[r]:ptr[r+1]]
@@ -86,13 +133,14 @@ class View:
     doc_rows: dict[str, int] = field(default_factory=dict)  # doc_id -> row, live documents only
     dead_passages: int = 0
     live_terms: int = 0  # BM25 terms in the live passages (their mean is BM25's average length)
+    generation: int = 0  # of the segment manifest the view was loaded with
 
     @classmethod
     def empty(cls, dimension: int, bm25: BM25Searcher | None = None, passages: int = 0, sentences: int = 0) -> View:
         """An empty view; `passages` and `sentences`: how many are about to be loaded (their vectors are
         allocated once, not grown by doubling)."""
         i64, i32 = np.zeros(0, np.int64), np.zeros(0, np.int32)
-        vectors = np.zeros((0, dimension), np.float32)
+        vectors = Vectors.empty(dimension)
         return cls(
             seq=0,
             dimension=dimension,
@@ -214,7 +262,25 @@ class View:
         )
         return view._appended(added) if added else view
 
-    def _appended(self, records: Sequence[DocumentRecord]) -> View:
+    def appended_rows(self, records: Sequence[DocumentRecord]) -> View:
+        """The next view: `records` appended without their vectors (`with_segment` adds those next)."""
+        return self._appended(records, with_vectors=False)
+
+    def with_segment(self, passages: np.ndarray, sentences: np.ndarray) -> View:
+        """The next view: a sealed segment's arrays as the vectors of the rows appended since the last one.
+        Segments are loaded before any unsealed rows."""
+        pv, sv = self.passage_vectors, self.sentence_vectors
+        if len(pv.live) or len(sv.live):
+            raise ValueError("segments are loaded before unsealed rows")
+        if len(pv) + len(passages) != self.num_passages or len(sv) + len(sentences) != len(self.sentence_docs):
+            raise ValueError("a segment's rows must match the rows appended for it")
+        return replace(
+            self,
+            passage_vectors=Vectors((*pv.sealed, passages), pv.live),
+            sentence_vectors=Vectors((*sv.sealed, sentences), sv.live),
+        )
+
+    def _appended(self, records: Sequence[DocumentRecord], with_vectors: bool = True) -> View:
         grow = self.buffers.extend
         n_docs, n_passages, n_sentences = len(self.documents), self.num_passages, len(self.sentence_docs)
         doc_passages: list[int] = []
@@ -253,6 +319,12 @@ class View:
         passage_terms = [len(p.terms) for p in passages]
         sentences = [s for r in records for s in r.sentences]
         empty = np.zeros((0, self.dimension), np.float32)
+        pv, sv = self.passage_vectors, self.sentence_vectors
+        if with_vectors:
+            new_passages = np.vstack([empty, *(r.passage_vectors for r in records)])
+            new_sentences = np.vstack([empty, *(r.sentence_vectors for r in records)])
+            pv = Vectors(pv.sealed, grow("passage_vectors", pv.live, new_passages))
+            sv = Vectors(sv.sealed, grow("sentence_vectors", sv.live, new_sentences))
         return replace(
             self,
             documents=self.documents + tuple(r.document for r in records),
@@ -263,9 +335,7 @@ class View:
             passage_starts=grow("passage_starts", self.passage_starts, np.asarray([p.start for p in passages], i64)),
             passage_ends=grow("passage_ends", self.passage_ends, np.asarray([p.end for p in passages], i64)),
             passage_alive=grow("passage_alive", self.passage_alive, np.ones(len(passages), bool)),
-            passage_vectors=grow(
-                "passage_vectors", self.passage_vectors, np.vstack([empty, *(r.passage_vectors for r in records)])
-            ),
+            passage_vectors=pv,
             passage_sentence_ptr=grow(
                 "passage_sentence_ptr", self.passage_sentence_ptr, np.asarray(passage_sentence_ptr, i64)
             ),
@@ -278,9 +348,7 @@ class View:
             ),
             sentence_ends=grow("sentence_ends", self.sentence_ends, np.asarray([s.end for s in sentences], i64)),
             sentence_passages=grow("sentence_passages", self.sentence_passages, np.asarray(sentence_passages, i64)),
-            sentence_vectors=grow(
-                "sentence_vectors", self.sentence_vectors, np.vstack([empty, *(r.sentence_vectors for r in records)])
-            ),
+            sentence_vectors=sv,
             sentence_term_ptr=grow("sentence_term_ptr", self.sentence_term_ptr, np.asarray(term_ptr, i64)),
             sentence_term_ids=grow("sentence_term_ids", self.sentence_term_ids, np.asarray(term_ids, i64)),
             passage_term_ptr=grow(

@@ -32,7 +32,8 @@ a person can check: the document, its title and the exact character span in the 
 
 
 async def _follow_index(engine: Engine, every_seconds: float) -> None:
-    """Take in writes made by another process (`citeline index` on the served index)."""
+    """Take in writes made by another process (`citeline index` on the served index), and keep the vector
+    segments in shape (seal, merge) in the background."""
     if every_seconds <= 0:
         return
     while True:
@@ -41,6 +42,11 @@ async def _follow_index(engine: Engine, every_seconds: float) -> None:
             await asyncio.to_thread(engine.refresh)
         except Exception:  # a write that cannot be loaded must not stop serving what is loaded
             logger.exception("could not take in the index's new writes; still serving version %s", engine.version)
+            continue
+        try:
+            await asyncio.to_thread(engine.maintain)
+        except Exception:  # a failed seal or merge leaves the segments as they were; the next round retries
+            logger.exception("could not seal or merge the vector segments; still serving version %s", engine.version)
 
 
 async def _unavailable(request: Request, error: Exception) -> JSONResponse:

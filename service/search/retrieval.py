@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from indexer.store.view import View
+from indexer.store.view import Vectors, View
 from indexer.text.documents import reads_as_headline
 from indexer.text.lexical import Analyzer, term_id
 from indexer.text.sentences import Span, line_of
@@ -113,9 +113,9 @@ def top_allowed(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.nd
     return rows[top_indices(scores[rows], n)]
 
 
-def nearest(matrix: np.ndarray, query: np.ndarray, depth: int, mask: np.ndarray | None) -> np.ndarray:
-    """Rows of `matrix` with the highest inner product with `query`, best first, among those `mask` allows."""
-    return top_allowed(matrix @ query, depth, mask)
+def nearest(vectors: Vectors, query: np.ndarray, depth: int, mask: np.ndarray | None) -> np.ndarray:
+    """Rows of `vectors` with the highest inner product with `query`, best first, among those `mask` allows."""
+    return top_allowed(vectors.scores(query), depth, mask)
 
 
 def first_rows(allowed: np.ndarray | None, count: int, taken: dict[int, float], n: int) -> list[int]:
@@ -377,9 +377,9 @@ class Retriever:
     def dense_scores(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Blended dense score of each passage row: its own cosine and its best sentence's."""
         view = self.view
-        passage = view.passage_vectors[rows] @ vector
+        passage = view.passage_vectors.take(rows) @ vector
         sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, rows)
-        best = segment_max(view.sentence_vectors[sentence_rows] @ vector, lengths)
+        best = segment_max(view.sentence_vectors.take(sentence_rows) @ vector, lengths)
         weight = self.config.sentence_weight
         return np.asarray((1 - weight) * passage + weight * best)
 
@@ -554,7 +554,7 @@ class Retriever:
         best = best_sentence_scores(
             sentence_coverage(view, sentence_rows, query_ids, query_weights),
             self._facts.holds(sentence_rows, kind) if kind is not None else None,
-            view.sentence_vectors[sentence_rows] @ vector if vector is not None and config.rerank_cosine else None,
+            view.sentence_vectors.take(sentence_rows) @ vector if vector is not None and config.rerank_cosine else None,
             lengths,
             config.rerank_cue,
             config.rerank_cosine,
@@ -580,7 +580,7 @@ class Retriever:
             return {}
         per_row = [view.sentence_rows_of(r) for r in rows]
         sentence_rows = np.concatenate(per_row)
-        similarities = view.sentence_vectors[sentence_rows] @ vector if vector is not None else None
+        similarities = view.sentence_vectors.take(sentence_rows) @ vector if vector is not None else None
         coverage = sentence_coverage(view, sentence_rows, query_ids, query_weights)
         kind = answer_kind(query) if config.cue_bonus else None
         scores = answer_sentence_scores(
@@ -650,7 +650,7 @@ class Retriever:
         for other in chosen:
             if view.passage_docs[other] == view.passage_docs[row]:
                 continue
-            if float(view.passage_vectors[row] @ view.passage_vectors[other]) < COPY_COSINE:
+            if float(np.dot(*view.passage_vectors.take(np.array([row, other])))) < COPY_COSINE:
                 continue  # cheap filter: copies embed alike
             for r in (row, other):
                 if r not in words:

@@ -1,5 +1,5 @@
-"""SIGKILL at random moments of writes: no acknowledged write is lost, no deleted document comes back,
-no half-written document is visible, citations stay exact, and the index verifies.
+"""SIGKILL at random moments of writes, segment seals and merges: no acknowledged write is lost, no deleted
+document comes back, no half-written document is visible, citations stay exact, and the index verifies.
 
 A writer process runs a fixed sequence of operations (add, replace, delete; `operation(i)`) through the
 engine, printing each one it has acknowledged, and is killed at random moments, again and again. After each
@@ -38,12 +38,14 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
+    from indexer.store.store import SegmentPolicy
     from indexer.text.documents import Document
     from service.engine import Engine
     from service.settings import Settings
     from tests.system.test_crash import operation
 
     engine = Engine.load(Settings(index=Path(sys.argv[1]), api_key="k"))
+    engine.segments = SegmentPolicy(seal_passages=6, max_segments=3)  # seals and merges every few writes
     print("ready", flush=True)
     for i in range(int(sys.argv[2]), 100000):
         kind, doc_id, text = operation(i)
@@ -54,6 +56,8 @@ WRITER = textwrap.dedent(
         else:
             engine.delete_document(doc_id)
         print(i, flush=True)
+        if engine.maintain():
+            print("segments", flush=True)
     """
 )
 
@@ -131,7 +135,7 @@ def test_sigkill_at_random_moments_of_writes_loses_nothing_acknowledged(index_co
     seeds = {path.stem for path in SEEDS.glob("*.txt")}
     rng = random.Random(11)
     done = 0  # operations the index holds
-    acknowledged_total = kills = 0
+    acknowledged_total = kills = maintained = 0
     started = time.monotonic()
     while kills < KILLS:
         process = subprocess.Popen(
@@ -145,7 +149,9 @@ def test_sigkill_at_random_moments_of_writes_loses_nothing_acknowledged(index_co
         assert process.stdout.readline().strip() == "ready"
         timer = threading.Timer(rng.uniform(0.05, 1.5), process.send_signal, args=(signal.SIGKILL,))
         timer.start()
-        acknowledged = [int(line) for line in process.stdout.read().split()]
+        lines = process.stdout.read().split()
+        acknowledged = [int(line) for line in lines if line.isdigit()]
+        maintained += lines.count("segments")
         timer.join()
         assert process.wait() == -signal.SIGKILL
         kills += 1
@@ -153,15 +159,17 @@ def test_sigkill_at_random_moments_of_writes_loses_nothing_acknowledged(index_co
         acknowledged_total += len(acknowledged)
         done = check_index(index_copy, embedder, seeds, done + len(acknowledged))
     assert acknowledged_total >= KILLS, f"only {acknowledged_total} writes in {kills} kills: the test proved little"
+    assert maintained > 0, "no seal or merge finished between kills: the test proved nothing about segments"
     summary = (
-        f"{kills} SIGKILLs, {acknowledged_total} writes acknowledged, {done} operations held, 0 writes lost, "
-        f"{time.monotonic() - started:.0f} s"
+        f"{kills} SIGKILLs, {acknowledged_total} writes acknowledged, {maintained} seals or merges completed "
+        f"(and others cut short), {done} operations held, 0 writes lost, {time.monotonic() - started:.0f} s"
     )
     print(summary)
     if REPORT:
         Path(REPORT).write_text(
             "# Crash harness\n\n`make crash`: a writer adding, replacing and deleting documents through the "
-            "engine, killed with SIGKILL at random moments; after each kill the index is reopened and checked."
+            "engine, sealing its vectors into segments every few writes and merging them, killed with SIGKILL at "
+            "random moments; after each kill the index is reopened and checked (`verify_index` included)."
             f"\n\n{summary}.\n",
             encoding="utf-8",
         )

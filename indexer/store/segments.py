@@ -1,0 +1,259 @@
+"""Sealed vector segments: the passage and sentence vectors of a range of stored documents, on disk,
+memory-mapped, never changed once written.
+
+A segment holds the documents whose keys (`documents.id`) lie in `(previous segment's last_key, last_key]`
+and were stored when it was sealed, in key order; a document deleted since is a tombstone (the view
+hides its rows) until a merge writes a segment without it. Keys only grow and are never reused, so a
+document newer than the last segment is unsealed: the view reads its vectors from the record file.
+
+    INDEX/segments/MANIFEST.json     the segments in key order, each with its files' SHA-256
+    INDEX/segments/seg-000007/       docs.npy (key, passages, sentences per document),
+                                     passages.npy and sentences.npy (float32 rows, memory-mapped)
+
+Segments are derived from the record file like the BM25 index: a damaged one is rebuilt by
+`citeline repair`, without re-embedding. Files are written and fsynced before the manifest names them,
+and the manifest is replaced atomically, so a crash leaves either the old set of segments or the new one
+(plus, at worst, an unnamed folder that the next seal removes).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.store.errors import SegmentError
+
+SEGMENTS_DIR = "segments"
+MANIFEST_FILE = "MANIFEST.json"
+LOCK_FILE = ".segments.lock"
+INDEX_TYPES = ("flat",)  # how a segment's vectors are searched; the million-passages work adds ANN types
+_FILES = ("docs.npy", "passages.npy", "sentences.npy")
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """One sealed segment as the manifest names it."""
+
+    name: str
+    last_key: int  # documents.id of the last document it may hold; the first is the previous segment's + 1
+    documents: int
+    passages: int
+    sentences: int
+    index: str = "flat"
+    sha256: dict[str, str] = field(default_factory=dict)  # file name -> digest, checked by `verify`
+
+
+@dataclass(frozen=True)
+class Manifest:
+    generation: int = 0  # changes whenever the set of segments does
+    segments: tuple[SegmentInfo, ...] = ()
+
+    @property
+    def last_key(self) -> int:
+        return self.segments[-1].last_key if self.segments else 0
+
+    def first_key(self, position: int) -> int:
+        return self.segments[position - 1].last_key + 1 if position else 1
+
+    @property
+    def passages(self) -> int:
+        return sum(s.passages for s in self.segments)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """An opened segment: its documents and its vectors (memory-mapped, read-only)."""
+
+    info: SegmentInfo
+    keys: np.ndarray  # int64, increasing
+    passage_counts: np.ndarray  # int64 per document
+    sentence_counts: np.ndarray  # int64 per document
+    passages: np.ndarray  # float32 (passages, dimension)
+    sentences: np.ndarray  # float32 (sentences, dimension)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def segments_lock(index_dir: Path) -> Iterator[None]:
+    """One process at a time seals or merges an index's segments (writes of documents go on meanwhile)."""
+    folder = index_dir / SEGMENTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_manifest(index_dir: Path) -> Manifest:
+    """The index's segments; none when it has no manifest (an index that was never sealed)."""
+    path = index_dir / SEGMENTS_DIR / MANIFEST_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return Manifest(int(raw["generation"]), tuple(SegmentInfo(**s) for s in raw["segments"]))
+    except FileNotFoundError:
+        return Manifest()
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise SegmentError(
+            f"{path}: the segment manifest is damaged ({error}): run `citeline repair --index {index_dir}` "
+            "to rebuild the segments from the record file (no re-embedding)"
+        ) from None
+
+
+def write_manifest(index_dir: Path, manifest: Manifest) -> None:
+    """Replace the manifest atomically and durably."""
+    folder = index_dir / SEGMENTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{MANIFEST_FILE}.tmp"
+    payload = {"generation": manifest.generation, "segments": [asdict(s) for s in manifest.segments]}
+    with staging.open("w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, folder / MANIFEST_FILE)
+    _fsync_dir(folder)
+
+
+def segment_name(generation: int) -> str:
+    return f"seg-{generation:06d}"
+
+
+class SegmentWriter:
+    """Writes one segment row by row (so sealing a large collection never holds it all in memory)."""
+
+    def __init__(self, index_dir: Path, name: str, dimension: int, documents: int, passages: int, sentences: int):
+        self.folder = index_dir / SEGMENTS_DIR / name
+        shutil.rmtree(self.folder, ignore_errors=True)  # a leftover of a crash under the same name
+        self.folder.mkdir(parents=True)
+        self.name, self.dimension = name, dimension
+        open_memmap = np.lib.format.open_memmap
+        self._docs = open_memmap(self.folder / "docs.npy", mode="w+", dtype=np.int64, shape=(documents, 3))
+        self._passages = open_memmap(
+            self.folder / "passages.npy", mode="w+", dtype=np.float32, shape=(passages, dimension)
+        )
+        self._sentences = open_memmap(
+            self.folder / "sentences.npy", mode="w+", dtype=np.float32, shape=(sentences, dimension)
+        )
+        self._at = [0, 0, 0]
+
+    def add(self, key: int, passage_vectors: np.ndarray, sentence_vectors: np.ndarray) -> None:
+        d, p, s = self._at
+        np_, ns = len(passage_vectors), len(sentence_vectors)
+        self._docs[d] = (key, np_, ns)
+        self._passages[p : p + np_] = passage_vectors
+        self._sentences[s : s + ns] = sentence_vectors
+        self._at = [d + 1, p + np_, s + ns]
+
+    def finish(self, last_key: int, index: str = "flat") -> SegmentInfo:
+        """Flush and fsync the files; the segment exists once a manifest names the returned info."""
+        expected = (len(self._docs), len(self._passages), len(self._sentences))
+        if tuple(self._at) != expected:
+            raise SegmentError(f"{self.folder}: {tuple(self._at)} rows written, {expected} announced")
+        for array in (self._docs, self._passages, self._sentences):
+            array.flush()
+        del self._docs, self._passages, self._sentences
+        digests = {}
+        for name in _FILES:
+            path = self.folder / name
+            with path.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            digests[name] = _sha256(path)
+        _fsync_dir(self.folder)
+        _fsync_dir(self.folder.parent)
+        documents, passages, sentences = expected
+        return SegmentInfo(self.name, last_key, documents, passages, sentences, index, digests)
+
+
+def open_segment(index_dir: Path, info: SegmentInfo, dimension: int) -> Segment:
+    """Map a segment's files; `SegmentError` naming the file when one is missing or of the wrong size.
+
+    Files are not hashed here (a large index would read gigabytes before serving): `verify_segment` does
+    that, run by `citeline index --verify` and `citeline backup`.
+    """
+    folder = index_dir / SEGMENTS_DIR / info.name
+    if info.index not in INDEX_TYPES:
+        raise SegmentError(
+            f"{folder}: index type {info.index!r} is not one this build reads ({', '.join(INDEX_TYPES)}): "
+            "upgrade citeline, or run `citeline repair` to rebuild the segments with this one"
+        )
+    shapes = {"docs.npy": (info.documents, 3), "passages.npy": (info.passages, dimension)}
+    shapes["sentences.npy"] = (info.sentences, dimension)
+    arrays = {}
+    for name, shape in shapes.items():
+        path = folder / name
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise SegmentError(
+                f"{path}: the segment file is missing or truncated ({error}): run `citeline repair --index "
+                f"{index_dir}` to rebuild the segments from the record file (no re-embedding)"
+            ) from None
+        if array.shape != shape:
+            raise SegmentError(
+                f"{path}: holds {array.shape} rows, the manifest says {shape}: run `citeline repair --index "
+                f"{index_dir}` to rebuild the segments from the record file (no re-embedding)"
+            )
+        arrays[name] = array
+    docs = np.asarray(arrays["docs.npy"])
+    return Segment(
+        info,
+        np.ascontiguousarray(docs[:, 0]),
+        np.ascontiguousarray(docs[:, 1]),
+        np.ascontiguousarray(docs[:, 2]),
+        arrays["passages.npy"],
+        arrays["sentences.npy"],
+    )
+
+
+def verify_segment(index_dir: Path, info: SegmentInfo) -> None:
+    """`SegmentError` when a file's SHA-256 differs from the manifest's."""
+    for name, digest in info.sha256.items():
+        path = index_dir / SEGMENTS_DIR / info.name / name
+        if not path.is_file() or _sha256(path) != digest:
+            raise SegmentError(
+                f"{path}: the segment file is damaged (SHA-256 differs from the manifest): run "
+                f"`citeline repair --index {index_dir}` to rebuild the segments from the record file"
+            )
+
+
+def remove_unlisted(index_dir: Path, manifest: Manifest) -> list[str]:
+    """Delete segment folders the manifest does not name (left by a crash, or merged away); call under the
+    segments lock. A process that still maps one keeps reading it: the file lives until it is unmapped."""
+    folder = index_dir / SEGMENTS_DIR
+    listed = {s.name for s in manifest.segments}
+    removed = []
+    for path in folder.glob("seg-*") if folder.is_dir() else ():
+        if path.is_dir() and path.name not in listed:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def segment_keys(segments: Iterable[Segment]) -> np.ndarray:
+    parts = [s.keys for s in segments]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

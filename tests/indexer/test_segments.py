@@ -1,0 +1,214 @@
+"""Sealed vector segments: memory-mapped vectors that answer exactly as in-memory ones, tombstones for
+deletes after a seal, merges that drop them, damage reported by file, and repair from the record file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.collection import API_SOURCE
+from indexer.model.embedding import Embedder
+from indexer.store.maintenance import repair, verify_index
+from indexer.store.segments import MANIFEST_FILE, SEGMENTS_DIR, SegmentError, read_manifest
+from indexer.store.store import SegmentPolicy, Store, StoreError
+from indexer.text.documents import Document
+from service.engine import Engine
+from service.search.filters import SearchFilter
+from service.search.retrieval import Mode
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+QUESTIONS = [
+    "how many US troops were sent",
+    "who is the russian foreign minister",
+    "when did IS take control of raqqa",
+    "Tabqa dam",
+    "what did turkey say about the kurdish fighters",
+]
+
+
+def answers(engine: Engine, mode: Mode, search_filter: SearchFilter | None = None) -> list[list[tuple]]:
+    return [
+        [(h.doc_id, h.start, h.end, round(h.score, 6)) for h in engine.search(q, 5, mode, search_filter)]
+        for q in QUESTIONS
+    ]
+
+
+def sealed_copy(seed_index: Path, tmp_path: Path, name: str = "index") -> Path:
+    index = Path(shutil.copytree(seed_index, tmp_path / name))
+    store = Store.open(index)
+    try:
+        assert store.seal(1) is not None
+    finally:
+        store.close()
+    return index
+
+
+def open_engine(index: Path, embedder: Embedder, **policy: int) -> Engine:
+    engine = Engine.load(Settings(index=index, api_key="k"), embedder=embedder)
+    engine.segments = SegmentPolicy(**policy) if policy else engine.segments
+    return engine
+
+
+def test_sealed_vectors_are_memory_mapped_and_answer_exactly_as_in_memory_ones(
+    engine: Engine, seed_index: Path, tmp_path: Path, embedder: Embedder
+):
+    sealed = open_engine(sealed_copy(seed_index, tmp_path), embedder)
+    view = sealed.view
+    assert len(view.passage_vectors.sealed) == 1 and len(view.passage_vectors.live) == 0
+    assert isinstance(view.passage_vectors.sealed[0], np.memmap)
+    assert isinstance(view.sentence_vectors.sealed[0], np.memmap)
+    assert np.array_equal(view.passage_vectors.matrix(), engine.view.passage_vectors.matrix())
+    for mode in Mode:
+        assert answers(sealed, mode) == answers(engine, mode), mode
+
+
+def test_writes_after_a_seal_land_unsealed_and_deletes_tombstone_sealed_rows(
+    seed_index: Path, tmp_path: Path, embedder: Embedder
+):
+    index = sealed_copy(seed_index, tmp_path)
+    engine = open_engine(index, embedder)
+    victim = engine.view.live_documents()[2].doc_id
+    engine.add_documents([Document(doc_id="harbour", text="Zqharbour cranes stood idle all week.", source=API_SOURCE)])
+    engine.delete_document(victim)
+    assert len(engine.view.passage_vectors.live) > 0, "the new document's vectors are unsealed"
+    assert engine.view.dead_passages > 0
+    for view_engine in (engine, open_engine(index, embedder)):  # live, and reloaded from disk
+        view = view_engine.view
+        assert view.document(victim) is None and view.document("harbour") is not None
+        for mode in Mode:
+            for search_filter in (None, SearchFilter(doc_ids=(victim,))):
+                hits = view_engine.search("raqqa offensive kurdish fighters", 50, mode, search_filter)
+                assert victim not in {h.doc_id for h in hits}, (mode, search_filter)
+                for hit in hits:
+                    assert hit.doc_id and not hit.doc_id.startswith("\x00"), "a tombstone is never returned"
+        assert view_engine.search("zqharbour cranes", 1, Mode.bm25)[0].doc_id == "harbour"
+        assert view_engine.search("harbour cranes idle", 1, Mode.dense)[0].doc_id == "harbour"
+        for row in np.flatnonzero(view.passage_alive):
+            document = view.passage_document(int(row))
+            span = view.passage_span(int(row))
+            assert document.text[span.start : span.end] == view.passage_text(int(row))
+    reloaded = open_engine(index, embedder).view
+    assert reloaded.dead_passages > 0, "rows of a document deleted after its seal are tombstones until a merge"
+    assert reloaded.generation == read_manifest(index).generation == 1
+
+
+def test_a_merge_drops_deleted_rows_and_answers_stay_the_same(seed_index: Path, tmp_path: Path, embedder: Embedder):
+    index = sealed_copy(seed_index, tmp_path)
+    engine = open_engine(index, embedder, seal_passages=1, max_segments=8)
+    before = read_manifest(index).segments[0]
+    for doc in engine.view.live_documents()[:2]:
+        engine.delete_document(doc.doc_id)
+    expected = {mode: answers(engine, mode) for mode in Mode}
+    assert engine.maintain(), "deleted rows past a quarter of the segment: it is rewritten and the view reloaded"
+    after = read_manifest(index)
+    assert len(after.segments) == 1 and after.segments[0].passages < before.passages
+    assert engine.view.dead_passages == 0 and engine.view.generation == after.generation
+    assert not (index / SEGMENTS_DIR / before.name).exists(), "the merged-away segment is removed"
+    for mode in Mode:
+        assert answers(engine, mode) == expected[mode], mode
+    verify_index(index)
+
+
+def test_the_server_seals_what_it_wrote_and_merges_past_the_segment_limit(
+    seed_index: Path, tmp_path: Path, embedder: Embedder
+):
+    index = Path(shutil.copytree(seed_index, tmp_path / "index"))
+    engine = open_engine(index, embedder, seal_passages=1, max_segments=2)
+    expected = [answers(engine, mode) for mode in Mode]
+    assert engine.maintain() and len(read_manifest(index).segments) == 1
+    assert [answers(engine, mode) for mode in Mode] == expected
+    for i in range(3):
+        engine.add_documents(
+            [Document(doc_id=f"note-{i}", text=f"Zqnote {i} about the harbour cranes.", source=API_SOURCE)]
+        )
+        expected = [answers(engine, mode) for mode in Mode]
+        assert engine.maintain()
+        assert len(engine.view.passage_vectors.live) == 0, "sealed, and the view reloaded on the segments"
+        assert [answers(engine, mode) for mode in Mode] == expected
+    manifest = read_manifest(index)
+    assert len(manifest.segments) <= 2, "past the limit, neighbours merge"
+    assert sum(s.documents for s in manifest.segments) == len(engine.view.live_documents())
+    assert engine.search("zqnote harbour", 3, Mode.bm25)[0].doc_id.startswith("note-")
+    assert not engine.maintain(), "nothing left to do"
+    report = verify_index(index)
+    assert report.segments == len(manifest.segments)
+
+
+def test_a_server_takes_in_segments_sealed_by_another_process(seed_index: Path, tmp_path: Path, embedder: Embedder):
+    index = Path(shutil.copytree(seed_index, tmp_path / "index"))
+    engine = open_engine(index, embedder)
+    expected = answers(engine, Mode.hybrid)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from pathlib import Path; from indexer.store.store import Store; "
+            f"Store.open(Path({str(index)!r})).seal(1)",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    assert engine.maintain()
+    assert len(engine.view.passage_vectors.sealed) == 1
+    assert answers(engine, Mode.hybrid) == expected
+
+
+def test_damaged_segments_are_named_and_repair_rebuilds_them_without_re_embedding(
+    engine: Engine, seed_index: Path, tmp_path: Path, embedder: Embedder
+):
+    index = sealed_copy(seed_index, tmp_path)
+    segment = index / SEGMENTS_DIR / read_manifest(index).segments[0].name
+    vectors = segment / "passages.npy"
+    data = bytearray(vectors.read_bytes())
+    data[-7] ^= 0xFF
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(SegmentError, match=r"passages\.npy.*damaged.*citeline repair"):
+        verify_index(index)
+    vectors.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(StoreError, match=r"passages\.npy.*truncated.*citeline repair"):
+        Engine.load(Settings(index=index), embedder=embedder)
+    (index / SEGMENTS_DIR / MANIFEST_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(StoreError, match=r"MANIFEST\.json.*damaged.*citeline repair"):
+        Engine.load(Settings(index=index), embedder=embedder)
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "repair", "--index", str(index)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ok:" in result.stdout
+    repaired = open_engine(index, embedder)
+    assert len(repaired.view.passage_vectors.sealed) == 1
+    assert answers(repaired, Mode.hybrid) == answers(engine, Mode.hybrid)
+
+
+def test_a_manifest_naming_a_missing_segment_is_a_clear_error(seed_index: Path, tmp_path: Path):
+    index = sealed_copy(seed_index, tmp_path)
+    manifest = json.loads((index / SEGMENTS_DIR / MANIFEST_FILE).read_text())
+    shutil.rmtree(index / SEGMENTS_DIR / manifest["segments"][0]["name"])
+    store = Store.open(index)
+    try:
+        with pytest.raises(SegmentError, match=r"docs\.npy.*missing"):
+            store.load()
+    finally:
+        store.close()
+    repair(index)
+    assert verify_index(index).segments == 1
+
+
+def test_a_backup_holds_the_segments(seed_index: Path, tmp_path: Path, engine: Engine, embedder: Embedder):
+    from indexer.store.maintenance import backup
+
+    index = sealed_copy(seed_index, tmp_path)
+    report = backup(index, tmp_path / "copy")
+    assert report.segments == 1
+    assert answers(open_engine(tmp_path / "copy", embedder), Mode.hybrid) == answers(engine, Mode.hybrid)
