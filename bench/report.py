@@ -146,8 +146,12 @@ def write_section(writes: dict[str, dict[str, float]]) -> str:
             "(one SQLite transaction, fsynced), update the BM25 index (one tantivy commit), append to the live view. "
             "Then 1,000 short documents in one write, beside one of them written alone: a batch is embedded in "
             "batches, so it costs less than its documents one by one. Collections replicate real documents under "
-            "new ids with random vectors. Before the store (bench/REPORT.md of 6749e6c), adding one document took "
-            "3.6 s at 12k passages and 30 s at 97k, since every write rewrote the whole index.",
+            "new ids with random vectors, sealed into one memory-mapped segment (as `citeline index` leaves a large "
+            "collection). Before the store (bench/REPORT.md of 6749e6c), adding one document took "
+            "3.6 s at 12k passages and 30 s at 97k, since every write rewrote the whole index. Beside it: sealing "
+            "the collection, loading it (`Engine.load`: texts and spans from the record file, vectors mapped), "
+            "the memory that load took (anonymous: the process's own; mapped: segment pages read by a search, "
+            "which the kernel may drop and read again).",
             "",
             _table(
                 [
@@ -158,6 +162,9 @@ def write_section(writes: dict[str, dict[str, float]]) -> str:
                     "1,000 at once (s)",
                     "one of them alone (s)",
                     "building the collection (s)",
+                    "sealing it (s)",
+                    "loading it (s)",
+                    "memory: own / mapped (MiB)",
                 ],
                 [
                     [
@@ -168,6 +175,9 @@ def write_section(writes: dict[str, dict[str, float]]) -> str:
                         _f(w.get("bulk_s", float("nan")), 1),
                         _f(w.get("bulk_one_s", float("nan")), 3),
                         _f(w["build_s"], 0),
+                        _f(w.get("seal_s", float("nan")), 1),
+                        _f(w.get("load_s", float("nan")), 1),
+                        f"{_f(w.get('anon_mib', float('nan')), 0)} / {_f(w.get('file_mib', float('nan')), 0)}",
                     ]
                     for w in writes.values()
                 ],

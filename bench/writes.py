@@ -2,7 +2,8 @@
 
 The collections replicate a real index's documents, passages and sentences under new ids with random
 unit vectors (embedding a million passages here would take days; a write embeds only the documents it
-brings, so the vectors of the others only need to exist), written through the store's normal bulk path.
+brings, so the vectors of the others only need to exist), written through the store's normal bulk path
+and sealed into a memory-mapped segment, as `citeline index` leaves a large collection.
 The encoder is the real one, and every write goes through the engine as an HTTP write would.
 """
 
@@ -22,6 +23,7 @@ from indexer.store.records import DocumentRecord
 from indexer.store.store import Store, writer_lock
 from indexer.text.documents import Document
 from service.engine import Engine
+from service.search.retrieval import Mode
 from service.settings import Settings
 
 # About 800 words, the size of a news article.
@@ -72,6 +74,29 @@ def replicated_index(template: Path, target_passages: int, index: Path, seed: in
     return time.perf_counter() - started
 
 
+def seal(index: Path) -> float:
+    """Seal the collection into one memory-mapped segment, as `citeline index` does at the end of a large
+    run; returns seconds taken."""
+    started = time.perf_counter()
+    store = Store.open(index)
+    try:
+        store.seal(1)
+    finally:
+        store.close()
+    return time.perf_counter() - started
+
+
+def memory_mib() -> dict[str, float]:
+    """This process's resident memory (/proc/self/status): anonymous (its own) and file-backed (mapped
+    pages the kernel may drop and read again)."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields
+
+
 def _timed(action: object) -> float:
     started = time.perf_counter()
     action()  # type: ignore[operator]
@@ -81,8 +106,14 @@ def _timed(action: object) -> float:
 def write_cost(index: Path, embedder: Embedder, repeats: int = 5, bulk: int = 1000) -> dict[str, float]:
     """Seconds (p50, p95) of adding, replacing and deleting one news-sized document through the engine, and of
     adding `bulk` small documents in one write (0 skips it)."""
+    before = memory_mib()
+    started = time.perf_counter()
     engine = Engine.load(Settings(index=index, api_key="bench"), embedder=embedder)
+    load_s = time.perf_counter() - started
+    loaded = memory_mib()
     try:
+        engine.search("when was the dam taken", 10, Mode.hybrid)  # touches every sealed vector once
+        searched = memory_mib()
         adds, puts, deletes = [], [], []
         for i in range(repeats):
             document = Document(doc_id=f"bench-write-{i}", text=ARTICLE, title="Dam taken", source=API_SOURCE)
@@ -92,6 +123,9 @@ def write_cost(index: Path, embedder: Embedder, repeats: int = 5, bulk: int = 10
             deletes.append(_timed(lambda d=document: engine.delete_document(d.doc_id)))
         result = {
             "passages": float(engine.view.live_passages),
+            "load_s": load_s,
+            "anon_mib": loaded["RssAnon"] - before["RssAnon"],
+            "file_mib": searched["RssFile"] - before["RssFile"],
             "add_p50_s": percentile(adds, 50),
             "add_p95_s": percentile(adds, 95),
             "replace_p50_s": percentile(puts, 50),
@@ -141,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     from bench.report import write_section
-    from service.engine import index_sources, load_embedder
+    from service.startup import index_sources, load_embedder
 
     parser = argparse.ArgumentParser(prog="python -m bench.writes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="passage counts of the collections")
@@ -159,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = work / f"writes-{size}"
         shutil.rmtree(folder, ignore_errors=True)
         build_s = replicated_index(work / "template", size, folder)
-        results[str(size)] = {**write_cost(folder, embedder, args.repeats), "build_s": build_s}
+        seal_s = seal(folder)
+        results[str(size)] = {**write_cost(folder, embedder, args.repeats), "build_s": build_s, "seal_s": seal_s}
         print(json.dumps({size: results[str(size)]}), flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     plot(results, args.report.with_suffix(".png"))
