@@ -18,9 +18,10 @@ from bench.common import ROOT, LatencySummary, citeline_server
 from bench.report import write_report
 from indexer.model.embedding import Embedder
 from indexer.text.documents import load_documents
-from service.engine import Engine, chunker_config
+from service.engine import Engine
 from service.evaluation.evaluate import load_dataset
 from service.settings import Settings
+from service.startup import chunker_config
 
 SEED_QUESTIONS = ROOT / "tests" / "data" / "seed_questions.jsonl"
 DEFAULT_SQUAD = ROOT.parent / "shared" / "eval" / "squad-dev-v1.1"

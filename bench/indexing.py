@@ -11,8 +11,8 @@ from indexer.model.embedding import Embedder, resolve_model
 from indexer.store.store import Store
 from indexer.text.chunking import clip_title, embedding_text
 from indexer.text.documents import load_documents
-from service.engine import chunker_config
 from service.settings import Settings
+from service.startup import chunker_config
 
 
 def index_corpus(corpus: Path, index: Path, embedder: Embedder, rebuild: bool) -> dict[str, float]:
@@ -32,9 +32,9 @@ def index_corpus(corpus: Path, index: Path, embedder: Embedder, rebuild: bool) -
         "documents": float(report.documents),
         "chunks": float(passages),
         "sentences": float(sentences),
-        "embedded_chunks": float(report.embedded_chunks),
+        "embedded_passages": float(report.embedded_passages),
         "seconds": seconds,
-        "passages_per_s": passages / seconds if report.embedded_chunks else float("nan"),
+        "passages_per_s": passages / seconds if report.embedded_passages else float("nan"),
     }
 
 
@@ -49,7 +49,7 @@ def bare_encode(index: Path, embedder: Embedder, batch_size: int = 64) -> dict[s
         store.close()
     texts = []
     for row in range(view.num_passages):
-        title = clip_title(view.passage_document(row).title, embedder.token_counter)
+        title = clip_title(view.passage_document(row).title, embedder.token_counter, embedder.token_limit)
         texts.append(embedding_text(title, view.passage_text(row)))
     model = SentenceTransformer(resolve_model(embedder.name), device="cpu")
     started = time.perf_counter()

@@ -15,7 +15,7 @@ from indexer.text.chunking import clip_title, embedding_text
 from indexer.text.sentences import Span, normalize_whitespace
 from service.evaluation.evaluate import Dataset, judge_beir, judge_qa
 from service.evaluation.measures import summarize
-from service.search.retrieval import Hit
+from service.search.retrieval import Hit, Reference
 
 
 def build_txtai(view: View, embedder: Embedder, folder: Path) -> float:
@@ -26,7 +26,7 @@ def build_txtai(view: View, embedder: Embedder, folder: Path) -> float:
     embeddings = Embeddings(path=embedder.info.path, content=True, backend="faiss")
     rows = []
     for row in range(view.num_passages):
-        title = clip_title(view.passage_document(row).title, embedder.token_counter)
+        title = clip_title(view.passage_document(row).title, embedder.token_counter, embedder.token_limit)
         rows.append({"id": str(row), "text": embedding_text(title, view.passage_text(row))})
     embeddings.index(rows)
     embeddings.save(str(folder))
@@ -46,11 +46,7 @@ def _hits(view: View, results: Sequence[dict[str, object]]) -> list[Hit]:
             Hit(
                 rank,
                 score,
-                document.doc_id,
-                document.title,
-                document.source,
-                start,
-                end,
+                Reference(document.doc_id, document.title, document.source, start, end),
                 text,
                 Span(start, end),
                 text,

@@ -43,8 +43,8 @@ ABLATIONS: dict[str, RetrievalConfig] = {
 
 # Levers fixed when the index is built: each variant is a whole index of its own.
 INDEX_ABLATIONS: dict[str, tuple[dict[str, Any], BM25Config]] = {
-    "passages of 64 tokens instead of 96": ({"chunk_tokens": 64}, BM25Config()),
-    "passages of 128 tokens instead of 96": ({"chunk_tokens": 128}, BM25Config()),
+    "passages of 64 tokens instead of 96": ({"passage_tokens": 64}, BM25Config()),
+    "passages of 128 tokens instead of 96": ({"passage_tokens": 128}, BM25Config()),
     "no sentence overlap between passages": ({"overlap_sentences": 0}, BM25Config()),
     "passages embedded without their title line": ({"embed_title": False}, BM25Config()),
     "passages end at paragraph ends (short paragraphs whole)": ({"paragraphs": True}, BM25Config()),

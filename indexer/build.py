@@ -19,7 +19,7 @@ from indexer.collection import API_SOURCE
 from indexer.model.embedding import Embedder
 from indexer.store.records import DocumentRecord, Passage, Sentence
 from indexer.store.store import NoIndexError, SegmentPolicy, Store, StoreError, writer_lock
-from indexer.text.chunking import ChunkerConfig, chunk_document, clip_title, embedding_text
+from indexer.text.chunking import ChunkerConfig, clip_title, embedding_text, passage_spans
 from indexer.text.documents import Document
 from indexer.text.lexical import Analyzer, BM25Config, bm25_texts, document_acronyms, term_id
 from indexer.text.sentences import normalize_whitespace, sentence_spans
@@ -35,8 +35,8 @@ class BuildReport:
 
     index: Path
     documents: int
-    chunks: int
-    embedded_chunks: int
+    passages: int
+    embedded_passages: int
     reused_documents: int
     removed_documents: int
     seconds: float
@@ -44,13 +44,13 @@ class BuildReport:
 
 def _split(document: Document, embedder: Embedder, chunker: ChunkerConfig) -> tuple[list[Passage], list[Sentence]]:
     """A document's passages and the distinct sentences they hold (terms filled in later)."""
-    chunks = chunk_document(document, embedder.token_counter, chunker)
+    spans_of_passages = passage_spans(document, embedder.token_counter, chunker)
     local: dict[tuple[int, int], int] = {}
     passages = []
-    for chunk in chunks:
-        spans = sentence_spans(document.text, chunk.start, chunk.end)
+    for passage in spans_of_passages:
+        spans = sentence_spans(document.text, passage.start, passage.end)
         passages.append(
-            Passage(chunk.start, chunk.end, tuple(local.setdefault((s.start, s.end), len(local)) for s in spans))
+            Passage(passage.start, passage.end, tuple(local.setdefault((s.start, s.end), len(local)) for s in spans))
         )
     return passages, [Sentence(start, end, ()) for start, end in local]
 
@@ -81,14 +81,16 @@ def prepare(
     bm25: BM25Config,
     show_progress: bool = False,
 ) -> list[DocumentRecord]:
-    """Chunk and embed `documents` (title line + passage for passages; sentences alone) into records."""
+    """Cut and embed `documents` (title line + passage for passages; sentences alone) into records."""
     analyzer = Analyzer(bm25)
     split = []
     for document in documents:
         passages, sentences = _split(document, embedder, chunker)
         split.append((document, *with_terms(document, passages, sentences, analyzer)))
     titles = [
-        clip_title(d.title, embedder.token_counter) if chunker.embed_title else None for d, ps, _ in split for _ in ps
+        clip_title(d.title, embedder.token_counter, chunker.token_limit) if chunker.embed_title else None
+        for d, ps, _ in split
+        for _ in ps
     ]
     passage_texts = [d.text[p.start : p.end] for d, ps, _ in split for p in ps]
     sentence_texts = [normalize_whitespace(d.text[s.start : s.end]) for d, _, ss in split for s in ss]
@@ -177,13 +179,13 @@ def sync_index(
             removed = [doc_id for doc_id in stored if doc_id not in wanted]
             if removed:
                 store.write([], removed)
-            chunks = 0
+            embedded = 0
             progress = tqdm(total=len(todo), desc="indexing", unit="doc", disable=not show_progress or not todo)
             for at in range(0, len(todo), BATCH_DOCUMENTS):
                 batch = todo[at : at + BATCH_DOCUMENTS]
                 records = prepare(batch, embedder, store.settings.chunker, store.settings.bm25)
                 store.write(records)
-                chunks += sum(len(r.passages) for r in records)
+                embedded += sum(len(r.passages) for r in records)
                 progress.update(len(batch))
             progress.close()
             policy = segments or SegmentPolicy()
@@ -196,8 +198,8 @@ def sync_index(
     report = BuildReport(
         index=index_dir,
         documents=len(documents),
-        chunks=total,
-        embedded_chunks=chunks,
+        passages=total,
+        embedded_passages=embedded,
         reused_documents=len(documents) - len(todo),
         removed_documents=len(removed),
         seconds=time.perf_counter() - started,

@@ -18,7 +18,7 @@ from service.logs import configure_logging
 from service.settings import Settings, add_flags, overrides_from, settings_table
 
 logger = logging.getLogger("citeline")
-# Settings every command takes as flags; each command adds its own (`index --chunk-tokens`, `serve --port`).
+# Settings every command takes as flags; each command adds its own (`index --passage-tokens`, `serve --port`).
 COMMON_SETTINGS = ["index", "model", "log_level", "encoder", "query_encoder", "threads", "encoder_cache"]
 
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the index in DIR instead: the record file's integrity, every citation inside its document, "
         "the BM25 index against the records (exit 1 naming the first problem)",
     )
-    add_flags(index, ["chunk_tokens", "overlap_sentences", "batch_size"])
+    add_flags(index, ["passage_tokens", "overlap_sentences", "batch_size"])
     index.add_argument("--quiet", action="store_true", help="no progress bars")
 
     serve = commands.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs)")
@@ -122,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
-    from service.engine import Engine, index_sources, load_embedder
+    from service.engine import Engine
     from service.evaluation.evaluate import corpus_groups, evaluate, load_dataset, split_half
     from service.search.retrieval import Mode
+    from service.startup import index_sources, load_embedder
 
     dataset = load_dataset(args.dataset)
     if args.half:
@@ -137,7 +138,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
             print("citeline: --build needs a BEIR folder (a QA file has no corpus)", file=sys.stderr)
             return 2
         index_sources(_with_sources(settings, [str(dataset.corpus)]), embedder)
-    engine = Engine.load(_with_sources(settings, []), embedder=embedder)
+    engine = Engine.load(settings, embedder=embedder)
     modes = list(Mode) if args.mode == "all" else [Mode(args.mode)]
     results = evaluate(
         engine.state.retriever, dataset, modes, encode_queries=embedder.encode_queries, depth=args.k, show_progress=True
@@ -199,7 +200,7 @@ def _run_repair(settings: Settings) -> int:
 
 
 def _run_index(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine import index_sources, load_embedder
+    from service.startup import index_sources, load_embedder
 
     if args.verify is not None:
         return _run_verify(args.verify)
@@ -228,8 +229,9 @@ def _run_serve(settings: Settings) -> int:
 
     from service.api.app import create_app
     from service.engine import Engine
+    from service.startup import prepare_index
 
-    engine = Engine.load(settings)
+    engine = Engine.load(settings, embedder=prepare_index(settings))
     # uvicorn stops accepting on SIGTERM, lets requests in flight finish for up to shutdown_seconds, then
     # re-raises the signal: with this handler in place that ends in a clean exit 0, not death by signal.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -262,7 +264,7 @@ def _run_serve(settings: Settings) -> int:
 def _run_search(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from service.api.routes.search import search_response
+    from service.api.results import search_response
     from service.api.schemas import SearchRequest
     from service.engine import Engine
 
@@ -271,7 +273,7 @@ def _run_search(args: argparse.Namespace, settings: Settings) -> int:
     except ValidationError as error:
         print(f"citeline: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}", file=sys.stderr)
         return 2
-    response = search_response(request, Engine.load(_with_sources(settings, [])))
+    response = search_response(request, Engine.load(settings))
     if args.json:
         print(response.model_dump_json(indent=2))
         return 0
@@ -290,13 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"citeline: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    from indexer.model.embedding import ModelError
-    from indexer.store.bm25 import BM25Error
-    from indexer.store.legacy import LegacyIndexError
-    from indexer.store.records import RecordsError
-    from indexer.store.store import StoreError
-    from indexer.text.documents import SourceError
-    from service.evaluation.evaluate import DatasetError
+    from indexer.errors import CitelineError
 
     try:
         if args.command == "index":
@@ -312,16 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "repair":
             return _run_repair(settings)
         return _run_search(args, settings)
-    except (
-        StoreError,
-        RecordsError,
-        BM25Error,
-        LegacyIndexError,
-        SourceError,
-        ModelError,
-        DatasetError,
-        ValueError,
-    ) as error:
+    except (CitelineError, ValueError) as error:
         print(f"citeline: error: {error}", file=sys.stderr)
         return 2
 

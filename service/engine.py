@@ -1,135 +1,31 @@
-"""The loaded state of a running service: the encoder and the live view of the store, validated together."""
+"""The live collection a service serves: the encoder and the view of the store, searched on any thread,
+followed as other processes write, kept in shape (segments), and written one write at a time."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
-from indexer.build import open_or_create, prepare, sync_index
+from indexer.build import prepare
 from indexer.collection import ConflictError, UnknownDocumentError
-from indexer.model.embedding import Embedder, ModelInfo
-from indexer.model.encoders import index_encoder_cache
-from indexer.store.migrate import migrate_if_needed
+from indexer.model.embedding import Embedder
 from indexer.store.segments import read_manifest
-from indexer.store.store import SegmentPolicy, Store, StoreError, WriterBusyError, is_store, writer_lock
+from indexer.store.store import SegmentPolicy, Store, WriterBusyError, writer_lock
 from indexer.store.view import View
-from indexer.text.chunking import ChunkerConfig
-from indexer.text.documents import Document, load_documents
-from indexer.text.lexical import Analyzer, BM25Config
+from indexer.text.documents import Document
+from indexer.text.lexical import Analyzer
+from service.admission import WriteAdmission
+from service.background import at_low_priority
 from service.search.batching import BatchingEncoder
 from service.search.filters import SearchFilter
 from service.search.retrieval import Hit, Mode, QueryEncoder, RetrievalConfig, Retriever
 from service.settings import Settings
+from service.startup import check_model, load_embedder, segment_policy
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class ModelMismatchError(StoreError):
-    """The index was embedded with another model than the one this process runs."""
-
-
-class WriteQueueFullError(RuntimeError):
-    """More writes are waiting than `max_queued_writes` allows: this one was refused, nothing written."""
-
-
-class WriteTimeoutError(RuntimeError):
-    """A write could not start within the allowed wait (others were writing): nothing written."""
-
-
-def at_low_priority(work: Callable[[], T]) -> T:
-    """`work()` on a thread of its own at the lowest CPU priority (Linux: a thread's nice value is its
-    own), so that background work yields the cores to searches. Waits for it; its exception is raised."""
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        with contextlib.suppress(OSError):  # not permitted here: the work still runs, at normal priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        try:
-            outcome.append(work())
-        except BaseException as error:
-            failure.append(error)
-
-    thread = threading.Thread(target=run, name="citeline-maintenance", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return outcome[0]
-
-
-def segment_policy(settings: Settings) -> SegmentPolicy:
-    return SegmentPolicy(settings.seal_passages, settings.max_segments, settings.segment_index)
-
-
-def check_model(built_with: ModelInfo, embedder: Embedder, index_dir: Path) -> None:
-    """Refuse to serve an index whose vectors come from another model (answers would be silently wrong)."""
-    if built_with.fingerprint != embedder.info.fingerprint or built_with.dimension != embedder.info.dimension:
-        raise ModelMismatchError(
-            f"index at {index_dir} was built with model {built_with.name!r} ({built_with.path}, "
-            f"fingerprint {built_with.fingerprint[:12]}); this server runs {embedder.info.name!r} "
-            f"({embedder.info.path}, fingerprint {embedder.info.fingerprint[:12]}): re-index, "
-            f"or set CITELINE_MODEL={built_with.path}"
-        )
-
-
-def load_embedder(settings: Settings) -> Embedder:
-    """The model on the configured encoder; ONNX exports are cached in `encoder_cache`, else the index directory."""
-    return Embedder(
-        settings.model,
-        batch_size=settings.batch_size,
-        encoder=settings.encoder,
-        query_encoder=settings.query_encoder,
-        cache_dir=index_encoder_cache(settings.index),
-        threads=settings.threads,
-        shared_cache=Path(settings.encoder_cache) if settings.encoder_cache else None,
-    )
-
-
-def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
-    """Chunker settings for this model: the target size is capped by the model's token limit."""
-    return ChunkerConfig(
-        chunk_tokens=min(settings.chunk_tokens, embedder.token_limit),
-        overlap_sentences=settings.overlap_sentences,
-        token_limit=embedder.token_limit,
-        embed_title=settings.embed_title,
-    )
-
-
-def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = True) -> None:
-    """Bring the index up to date with `settings.sources` (only new or changed documents are embedded).
-
-    Documents written through the API are kept; documents of the sources replace the rest.
-    """
-    from_sources = load_documents(settings.source_list())
-    migrate_if_needed(settings.index)
-    report = sync_index(
-        from_sources,
-        settings.index,
-        embedder,
-        chunker_config(settings, embedder),
-        show_progress=show_progress,
-        keep_api_documents=True,
-        segments=segment_policy(settings),
-    )
-    logger.info(
-        "indexed %d documents (%d chunks, %d embedded, %d reused, %d removed) in %.1fs",
-        report.documents,
-        report.chunks,
-        report.embedded_chunks,
-        report.reused_documents,
-        report.removed_documents,
-        report.seconds,
-    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +46,7 @@ class WriteResult:
     """One document written: its id, its passage count, and whether it is new (else it replaced one)."""
 
     doc_id: str
-    chunks: int
+    passages: int
     created: bool
 
 
@@ -184,32 +80,16 @@ class Engine:
             BatchingEncoder(embedder.encode_queries).encode_query if batch_queries else embedder.encode_query
         )
         self._state = IndexState.of(store.load(), self._encode_query, self.analyzer)
-        self._write_lock = threading.Lock()
-        self.max_queued_writes = max_queued_writes
-        self.write_wait_seconds = write_wait_seconds
-        self._queue_lock = threading.Lock()
-        self.queued_writes = 0  # writes waiting to start
+        self.admission = WriteAdmission(store.index_dir, max_queued_writes, write_wait_seconds)
         self.refresh_error: str | None = None  # why the last attempt to follow the store failed, until one succeeds
         self.segments = segments or SegmentPolicy()
         self._dead_merged = 0  # dead passages when `maintain` last looked for segments to merge
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
-        """Load the model and the index named by `settings`, indexing `settings.sources` first if any.
-
-        A format 1 or 2 index is migrated first (no re-embedding). With writes enabled (`CITELINE_API_KEY`)
-        and no index yet, an empty one is created to write into.
-        """
-        if settings.source_list():
-            embedder = embedder or load_embedder(settings)
-            index_sources(settings, embedder)
-        else:
-            migrate_if_needed(settings.index)
-            if settings.api_key and not is_store(settings.index):
-                logger.info("no index at %s: starting an empty one to add documents to", settings.index)
-                embedder = embedder or load_embedder(settings)
-                with writer_lock(settings.index):
-                    open_or_create(settings.index, embedder, chunker_config(settings, embedder), BM25Config()).close()
+        """Open the index named by `settings` and serve it with the model (loaded unless given): replay
+        what its BM25 index missed, check the model, load the view. It indexes nothing: `prepare_index`
+        (service/startup.py) does that first where sources are configured."""
         # The store first: a missing index is reported before any model loading or export.
         store = Store.open(settings.index)
         try:
@@ -266,7 +146,7 @@ class Engine:
 
         A failure is kept in `refresh_error` (the service is then not ready) until a later refresh succeeds.
         """
-        with self._write_lock:
+        with self.admission.lock:
             try:
                 self._repair_bm25()
                 changed = self._follow()
@@ -315,7 +195,7 @@ class Engine:
         if not seal and read_manifest(self.index_dir).generation == self._state.view.generation:
             return False
         loaded = store.load()
-        with self._write_lock:
+        with self.admission.lock:
             view = store.follow(loaded)
             self._state = IndexState.of(view, self._encode_query, self.analyzer)
             self._dead_merged = view.dead_passages  # the tombstones left are below the merge threshold
@@ -344,33 +224,10 @@ class Engine:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """Admit a write to the queue (or refuse it when full), wait for its turn, hold the writer locks."""
+        """Admit a write (or refuse it, nothing written) and hold the writer locks while it runs."""
         self.store.check_writable()
-        with self._queue_lock:
-            if self.max_queued_writes and self.queued_writes >= self.max_queued_writes:
-                raise WriteQueueFullError(
-                    f"{self.queued_writes} writes are already waiting (CITELINE_MAX_QUEUED_WRITES="
-                    f"{self.max_queued_writes}): nothing was written, try again shortly"
-                )
-            self.queued_writes += 1
-        wait = self.write_wait_seconds or None
-        deadline = time.monotonic() + (wait or 0.0)
-        try:
-            started = self._write_lock.acquire(timeout=wait if wait is not None else -1)
-        finally:
-            with self._queue_lock:
-                self.queued_writes -= 1
-        if not started:
-            raise WriteTimeoutError(
-                f"the write could not start within {wait:g} s (CITELINE_REQUEST_TIMEOUT_SECONDS) while others "
-                "were written: nothing was written, try again shortly"
-            )
-        try:
-            # Another process (citeline index) may hold the index's lock: wait only for what is left.
-            with writer_lock(self.index_dir, timeout=None if wait is None else max(0.0, deadline - time.monotonic())):
-                yield
-        finally:
-            self._write_lock.release()
+        with self.admission.admit():
+            yield
 
     def _commit(self, adds: Sequence[Document], deletes: Sequence[str] = ()) -> View:
         """Embed `adds`, store them and `deletes` durably, then swap in the view that holds them."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Any
 from indexer.model.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS
 
 ENV_PREFIX = "CITELINE_"
+# Old names still read, with a warning: old name -> setting.
+DEPRECATED = {"chunk_tokens": "passage_tokens"}
 
 
 def _setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
@@ -27,7 +31,7 @@ class Settings:
     model: str = _setting("all-MiniLM-L6-v2", "Embedding model: the bundled default, a local folder or a cached name.")
     host: str = _setting("127.0.0.1", "Address `serve` listens on.")
     port: int = _setting(8000, "Port `serve` listens on.")
-    chunk_tokens: int = _setting(96, "Target passage size in tokens, title included; capped by the model limit.")
+    passage_tokens: int = _setting(96, "Target passage size in tokens, title included; capped by the model limit.")
     overlap_sentences: int = _setting(1, "Sentences repeated between consecutive passages of a document.")
     embed_title: bool = _setting(True, "Embed each passage with its document's title line (never part of a citation).")
     batch_size: int = _setting(64, "Encoding batch size when indexing.")
@@ -94,6 +98,12 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then `CITELINE_*` variables, then the `overrides` that are not None (CLI flags)."""
         environ = dict(os.environ if environ is None else environ)
+        for old, new in DEPRECATED.items():
+            old_variable, new_variable = ENV_PREFIX + old.upper(), ENV_PREFIX + new.upper()
+            if environ.get(old_variable):
+                warnings.warn(f"{old_variable} is deprecated: set {new_variable}", DeprecationWarning, stacklevel=2)
+                logging.getLogger(__name__).warning("%s is deprecated: set %s", old_variable, new_variable)
+                environ.setdefault(new_variable, environ[old_variable])
         values: dict[str, Any] = {}
         for f in fields(cls):
             variable = ENV_PREFIX + f.name.upper()
@@ -123,7 +133,7 @@ def parse_bool(raw: str) -> bool:
 
 
 def add_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
-    """One flag per setting in `names` (`--chunk-tokens` for `chunk_tokens`), its type, choices and help taken
+    """One flag per setting in `names` (`--passage-tokens` for `passage_tokens`), its type, choices and help taken
     from `Settings`: a setting's name, default and help are written once, here."""
     by_name = {f.name: f for f in fields(Settings)}
     for name in names:
@@ -138,6 +148,8 @@ def add_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
             metavar=None if setting.metadata["choices"] else name.upper(),
             help=f"{setting.metadata['help'].rstrip('.')} ({ENV_PREFIX}{name.upper()}, {shown})",
         )
+        for old in (o for o, new in DEPRECATED.items() if new == name):  # old spelling, still accepted, unlisted
+            parser.add_argument("--" + old.replace("_", "-"), dest=name, type=kind, help=argparse.SUPPRESS)
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from indexer.model.embedding import Embedder
 from indexer.model.encoders import DEFAULT_QUERY_ENCODER, index_encoder_cache
 from indexer.text.documents import Document, load_documents
 from service.api.app import create_app
-from service.engine import Engine, index_sources
+from service.engine import Engine
 from service.settings import Settings
+from service.startup import index_sources
 
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.errors import CitelineError
 from indexer.model.encoders import DEFAULT_ENCODER, Encoder, check_encoder_kind, create_encoder
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -18,7 +19,7 @@ _FINGERPRINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model", ".on
 logger = logging.getLogger(__name__)
 
 
-class ModelError(RuntimeError):
+class ModelError(CitelineError, RuntimeError):
     """The configured model cannot be found or loaded."""
 
 

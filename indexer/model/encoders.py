@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from indexer.errors import CitelineError
 from indexer.text.chunking import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ DEFAULT_QUERY_ENCODER = "onnx-int8"
 ENCODER_CACHE_DIR = "encoders"  # inside an index directory
 
 
-class EncoderUnavailableError(RuntimeError):
+class EncoderUnavailableError(CitelineError, RuntimeError):
     """An ONNX encoder cannot run here (missing package, failed export, unsupported model)."""
 
 

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from indexer.errors import CitelineError
+
 logger = logging.getLogger(__name__)
 
 # Bumped whenever the export changes what it writes: older exports are then made again.
@@ -45,7 +47,7 @@ _FUSABLE = frozenset({"bert"})
 _FUSED_TOLERANCE = 1e-4
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(CitelineError, ValueError):
     """The model's pipeline has a step the ONNX encoder does not reproduce (it stays on torch)."""
 
 

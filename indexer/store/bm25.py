@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
+from indexer.errors import CitelineError
 from indexer.store.records import Records
 from indexer.text.lexical import term_id
 
@@ -46,7 +47,7 @@ def _readable_as_umask_allows(folder: Path) -> None:
             path.chmod((mode | wanted) & 0o7777)
 
 
-class BM25Error(RuntimeError):
+class BM25Error(CitelineError, RuntimeError):
     """The BM25 index is missing, damaged or could not be written."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from indexer.errors import CitelineError
 
-class StoreError(RuntimeError):
+
+class StoreError(CitelineError, RuntimeError):
     """An index directory is missing, damaged, of another format, or busy."""
 
 

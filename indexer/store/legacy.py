@@ -26,6 +26,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from indexer.errors import CitelineError
 from indexer.model.embedding import ModelInfo
 from indexer.text.chunking import ChunkerConfig
 from indexer.text.documents import Document
@@ -36,7 +37,7 @@ SNAPSHOTS_DIR = "snapshots"
 MANIFEST_FILE = "manifest.json"
 
 
-class LegacyIndexError(RuntimeError):
+class LegacyIndexError(CitelineError, RuntimeError):
     """A format 1 or 2 index is damaged: a file is missing, truncated, altered or unreadable."""
 
 
@@ -50,15 +51,15 @@ class LegacyIndex:
     chunker: ChunkerConfig
     bm25: dict[str, Any]
     documents: list[Document]
-    chunk_docs: np.ndarray
-    chunk_starts: np.ndarray
-    chunk_ends: np.ndarray
-    chunk_sentence_ptr: np.ndarray
-    chunk_sentence_rows: np.ndarray
+    passage_docs: np.ndarray
+    passage_starts: np.ndarray
+    passage_ends: np.ndarray
+    passage_sentence_ptr: np.ndarray
+    passage_sentence_rows: np.ndarray
     sentence_docs: np.ndarray
     sentence_starts: np.ndarray
     sentence_ends: np.ndarray
-    chunk_vectors: np.ndarray
+    passage_vectors: np.ndarray
     sentence_vectors: np.ndarray
 
 
@@ -118,18 +119,18 @@ def read_legacy(index_dir: Path) -> LegacyIndex:
             path=folder,
             format_version=int(version),
             model=ModelInfo(**manifest["model"]),
-            chunker=ChunkerConfig(**manifest["chunker"]),
+            chunker=ChunkerConfig.from_stored(manifest["chunker"]),
             bm25=dict(manifest["bm25"]),
             documents=_documents(read("documents.jsonl")),
-            chunk_docs=chunks["doc"],
-            chunk_starts=chunks["start"],
-            chunk_ends=chunks["end"],
-            chunk_sentence_ptr=chunks["sentence_ptr"],
-            chunk_sentence_rows=chunks["sentence_rows"],
+            passage_docs=chunks["doc"],
+            passage_starts=chunks["start"],
+            passage_ends=chunks["end"],
+            passage_sentence_ptr=chunks["sentence_ptr"],
+            passage_sentence_rows=chunks["sentence_rows"],
             sentence_docs=sentences["doc"],
             sentence_starts=sentences["start"],
             sentence_ends=sentences["end"],
-            chunk_vectors=_vectors(read("dense.faiss")),
+            passage_vectors=_vectors(read("dense.faiss")),
             sentence_vectors=_vectors(read("sentences.faiss")),
         )
     except LegacyIndexError:

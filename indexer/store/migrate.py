@@ -42,22 +42,24 @@ def migrate(index_dir: Path) -> int:
         store = Store.create(staging, old.model, old.chunker, bm25)
         try:
             records = []
-            chunk_rows = np.argsort(old.chunk_docs, kind="stable")
-            chunk_bounds = np.searchsorted(old.chunk_docs[chunk_rows], np.arange(len(old.documents) + 1))
+            passage_rows = np.argsort(old.passage_docs, kind="stable")
+            passage_bounds = np.searchsorted(old.passage_docs[passage_rows], np.arange(len(old.documents) + 1))
             sentence_rows = np.argsort(old.sentence_docs, kind="stable")
             sentence_bounds = np.searchsorted(old.sentence_docs[sentence_rows], np.arange(len(old.documents) + 1))
             for row, document in enumerate(old.documents):
-                mine = chunk_rows[chunk_bounds[row] : chunk_bounds[row + 1]]
+                mine = passage_rows[passage_bounds[row] : passage_bounds[row + 1]]
                 own_sentences = sentence_rows[sentence_bounds[row] : sentence_bounds[row + 1]]
                 local = {int(s): i for i, s in enumerate(own_sentences.tolist())}
                 spans = [Sentence(int(old.sentence_starts[s]), int(old.sentence_ends[s]), ()) for s in own_sentences]
                 passages = [
                     Passage(
-                        int(old.chunk_starts[c]),
-                        int(old.chunk_ends[c]),
+                        int(old.passage_starts[c]),
+                        int(old.passage_ends[c]),
                         tuple(
                             local[int(s)]
-                            for s in old.chunk_sentence_rows[old.chunk_sentence_ptr[c] : old.chunk_sentence_ptr[c + 1]]
+                            for s in old.passage_sentence_rows[
+                                old.passage_sentence_ptr[c] : old.passage_sentence_ptr[c + 1]
+                            ]
                         ),
                     )
                     for c in mine.tolist()
@@ -68,7 +70,7 @@ def migrate(index_dir: Path) -> int:
                         document=document,
                         passages=passages,
                         sentences=sentences,
-                        passage_vectors=old.chunk_vectors[mine],
+                        passage_vectors=old.passage_vectors[mine],
                         sentence_vectors=old.sentence_vectors[own_sentences],
                     )
                 )

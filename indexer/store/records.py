@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.errors import CitelineError
 from indexer.text.documents import Document
 
 RECORDS_FILE = "records.sqlite"
@@ -65,7 +66,7 @@ CREATE TABLE IF NOT EXISTS oplog (
 """
 
 
-class RecordsError(RuntimeError):
+class RecordsError(CitelineError, RuntimeError):
     """The record file is damaged, unreadable, or the disk refused a write."""
 
 

@@ -38,6 +38,7 @@ from indexer.store.bm25 import BM25_DIR, BM25Error, BM25Index
 from indexer.store.errors import NoIndexError, SegmentError, StoreError, WriterBusyError
 from indexer.store.records import RECORDS_FILE, DocumentRecord, Passage, Records, Sentence
 from indexer.store.segments import (
+    SEGMENTS_DIR,
     Manifest,
     Segment,
     SegmentInfo,
@@ -155,7 +156,7 @@ class Store:
             {
                 "format_version": str(FORMAT_VERSION),
                 "model": json.dumps(asdict(model)),
-                "chunker": json.dumps(asdict(chunker)),
+                "chunker": json.dumps(chunker.to_stored()),
                 "bm25": json.dumps(asdict(bm25)),
                 "created_at": settings.created_at,
             }
@@ -184,7 +185,7 @@ class Store:
                 )
             settings = StoreSettings(
                 model=ModelInfo(**json.loads(records.meta("model") or "")),
-                chunker=ChunkerConfig(**json.loads(records.meta("chunker") or "")),
+                chunker=ChunkerConfig.from_stored(json.loads(records.meta("chunker") or "")),
                 bm25=BM25Config(**json.loads(records.meta("bm25") or "")),
                 created_at=records.meta("created_at") or "",
             )
@@ -314,15 +315,17 @@ class Store:
                     if not keys or passages < max(min_passages, 1):
                         return None
                     name = segment_name(manifest.generation + 1)
-                    writer = SegmentWriter(
-                        self.index_dir, name, self.dimension, len(keys), passages, sum(s for _, s in sizes.values())
-                    )
-                    for record in reader.records(keys, self.dimension):
-                        writer.add(record.key, record.passage_vectors, record.sentence_vectors)
+                    with self._writing_segment(name):
+                        writer = SegmentWriter(
+                            self.index_dir, name, self.dimension, len(keys), passages, sum(s for _, s in sizes.values())
+                        )
+                        for record in reader.records(keys, self.dimension):
+                            writer.add(record.key, record.passage_vectors, record.sentence_vectors)
+                        info = writer.finish(keys[-1], index)
             finally:
                 reader.close()
-            info = writer.finish(keys[-1], index)
-            write_manifest(self.index_dir, Manifest(manifest.generation + 1, (*manifest.segments, info)))
+            with self._writing_segment(name):
+                write_manifest(self.index_dir, Manifest(manifest.generation + 1, (*manifest.segments, info)))
         logger.info("sealed %d documents (%d passages) into segment %s", info.documents, info.passages, info.name)
         return info
 
@@ -355,37 +358,64 @@ class Store:
             if run is None:
                 return None
             first, last = run
-            chosen = list(range(first, last + 1))
-            writer = SegmentWriter(
-                self.index_dir,
-                segment_name(manifest.generation + 1),
-                self.dimension,
-                sum(int(kept[i].sum()) for i in chosen),
-                sum(int(segments[i].passage_counts[kept[i]].sum()) for i in chosen),
-                sum(int(segments[i].sentence_counts[kept[i]].sum()) for i in chosen),
-            )
-            for i in chosen:
-                segment = segments[i]
-                p_starts = np.concatenate([[0], np.cumsum(segment.passage_counts)])
-                s_starts = np.concatenate([[0], np.cumsum(segment.sentence_counts)])
-                for row in np.flatnonzero(kept[i]).tolist():
-                    writer.add(
-                        int(segment.keys[row]),
-                        segment.passages[p_starts[row] : p_starts[row + 1]],
-                        segment.sentences[s_starts[row] : s_starts[row + 1]],
-                    )
-            info = writer.finish(manifest.segments[last].last_key, manifest.segments[last].index)
-            merged = (*manifest.segments[:first], info, *manifest.segments[last + 1 :])
-            write_manifest(self.index_dir, Manifest(manifest.generation + 1, merged))
+            name = segment_name(manifest.generation + 1)
+            with self._writing_segment(name):
+                info = self._merged(name, manifest, segments, kept, first, last)
+                merged = (*manifest.segments[:first], info, *manifest.segments[last + 1 :])
+                write_manifest(self.index_dir, Manifest(manifest.generation + 1, merged))
             remove_unlisted(self.index_dir, Manifest(manifest.generation + 1, merged))
         logger.info(
             "merged segments %s into %s: %d passages, %d deleted ones dropped",
-            ", ".join(manifest.segments[i].name for i in chosen),
+            ", ".join(manifest.segments[i].name for i in range(first, last + 1)),
             info.name,
             info.passages,
-            sum(dead[i] for i in chosen),
+            sum(dead[first : last + 1]),
         )
         return info
+
+    def _merged(
+        self, name: str, manifest: Manifest, segments: list[Segment], kept: list[np.ndarray], first: int, last: int
+    ) -> SegmentInfo:
+        """Segments `first..last` written as one segment `name`, without the documents `kept` lacks."""
+        chosen = list(range(first, last + 1))
+        writer = SegmentWriter(
+            self.index_dir,
+            name,
+            self.dimension,
+            sum(int(kept[i].sum()) for i in chosen),
+            sum(int(segments[i].passage_counts[kept[i]].sum()) for i in chosen),
+            sum(int(segments[i].sentence_counts[kept[i]].sum()) for i in chosen),
+        )
+        for i in chosen:
+            segment = segments[i]
+            p_starts = np.concatenate([[0], np.cumsum(segment.passage_counts)])
+            s_starts = np.concatenate([[0], np.cumsum(segment.sentence_counts)])
+            for row in np.flatnonzero(kept[i]).tolist():
+                writer.add(
+                    int(segment.keys[row]),
+                    segment.passages[p_starts[row] : p_starts[row + 1]],
+                    segment.sentences[s_starts[row] : s_starts[row + 1]],
+                )
+        return writer.finish(manifest.segments[last].last_key, manifest.segments[last].index)
+
+    @contextmanager
+    def _writing_segment(self, name: str) -> Iterator[None]:
+        """A segment that cannot be written (a full disk) is removed again and reported as a `SegmentError`:
+        the manifest still names the segments it named, and the vectors stay where they were."""
+        try:
+            yield
+        except OSError as error:
+            try:
+                named = name in {s.name for s in read_manifest(self.index_dir).segments}
+            except SegmentError:
+                named = False
+            if not named:  # the manifest was not replaced: the folder is nobody's
+                shutil.rmtree(self.index_dir / SEGMENTS_DIR / name, ignore_errors=True)
+            reason = error.strerror or str(error)
+            raise SegmentError(
+                f"{self.index_dir / SEGMENTS_DIR / name}: the segment could not be written ({reason}); nothing "
+                "changed, and it is tried again later: free space"
+            ) from None
 
     def write(self, adds: Sequence[DocumentRecord], deletes: Sequence[str] = ()) -> int:
         """Store `adds` (replacing any stored versions) and delete `deletes`, durably; then update the BM25

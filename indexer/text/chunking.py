@@ -1,10 +1,10 @@
-"""Split a document into sentence-aware chunks that fit the embedder's token limit, with exact offsets."""
+"""Cut a document into passages: runs of whole sentences that fit the embedder's token limit, with exact offsets."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from indexer.text.documents import Document, is_boilerplate_line, is_dateline
@@ -28,9 +28,9 @@ class TokenCounter(Protocol):
 
 @dataclass(frozen=True)
 class ChunkerConfig:
-    """How documents are cut: `chunk_tokens` is the target size, `token_limit` the hard cap of the model."""
+    """How documents are cut: `passage_tokens` is the target size, `token_limit` the hard cap of the model."""
 
-    chunk_tokens: int = 96
+    passage_tokens: int = 96
     overlap_sentences: int = 1
     token_limit: int = 254
     skip_boilerplate: bool = True
@@ -42,21 +42,26 @@ class ChunkerConfig:
     def __post_init__(self) -> None:
         if self.token_limit < 8:
             raise ValueError(f"token_limit must be at least 8, got {self.token_limit}")
-        if not 8 <= self.chunk_tokens <= self.token_limit:
+        if not 8 <= self.passage_tokens <= self.token_limit:
             raise ValueError(
-                f"chunk_tokens must be in 8..{self.token_limit} (the token limit), got {self.chunk_tokens}"
+                f"passage_tokens must be in 8..{self.token_limit} (the token limit), got {self.passage_tokens}"
             )
         if self.overlap_sentences < 0:
             raise ValueError(f"overlap_sentences must be >= 0, got {self.overlap_sentences}")
 
+    @classmethod
+    def from_stored(cls, values: dict[str, object]) -> ChunkerConfig:
+        """The settings as an index stores them: `chunk_tokens` is the stored name of `passage_tokens`."""
+        values = dict(values)
+        if "chunk_tokens" in values:
+            values["passage_tokens"] = values.pop("chunk_tokens")
+        return cls(**values)  # type: ignore[arg-type]
 
-@dataclass(frozen=True)
-class Chunk:
-    """A passage of a document: `document.text[start:end]` is its text, exactly."""
-
-    doc_id: str
-    start: int
-    end: int
+    def to_stored(self) -> dict[str, object]:
+        """The settings as an index stores them, under the names earlier releases read (`chunk_tokens`)."""
+        values: dict[str, object] = asdict(self)
+        values["chunk_tokens"] = values.pop("passage_tokens")
+        return values
 
 
 def embedding_text(title: str | None, passage: str) -> str:
@@ -65,12 +70,13 @@ def embedding_text(title: str | None, passage: str) -> str:
     return f"{normalize_whitespace(title)}\n{body}" if title else body
 
 
-def clip_title(title: str | None, counter: TokenCounter) -> str | None:
-    """The title cut to `TITLE_TOKEN_BUDGET` tokens, so a long title cannot crowd out the passage."""
+def clip_title(title: str | None, counter: TokenCounter, token_limit: int) -> str | None:
+    """The title cut to `TITLE_TOKEN_BUDGET` tokens (half the model's `token_limit` at most), so a long title
+    cannot crowd out the passage it is embedded with."""
     if not title or not title.strip():
         return None
     title = normalize_whitespace(title)
-    return title[: counter.prefix_length(title, TITLE_TOKEN_BUDGET)]
+    return title[: counter.prefix_length(title, min(TITLE_TOKEN_BUDGET, token_limit // 2))]
 
 
 def content_blocks(text: str, skip_boilerplate: bool = True, title: str | None = None) -> list[list[Span]]:
@@ -148,7 +154,7 @@ def _pack(
     """
     counts = counter.count([normalize_whitespace(text[p.start : p.end]) for p in pieces])
     starts_paragraph = [p.start in paragraph_starts for p in pieces]
-    chunks: list[Span] = []
+    packed: list[Span] = []
     first = 0
     while first < len(pieces):
         last, total = first, counts[first]
@@ -162,27 +168,25 @@ def _pack(
             boundary = next((b for b in range(last, first, -1) if starts_paragraph[b]), None)
             if boundary is not None and sum(counts[first:boundary]) >= PARAGRAPH_MIN_FILL * target:
                 last = boundary - 1
-        chunks.append(Span(pieces[first].start, pieces[last].end))
+        packed.append(Span(pieces[first].start, pieces[last].end))
         if last + 1 >= len(pieces):
             break
         at_paragraph = bool(paragraph_starts) and starts_paragraph[last + 1]
         first = last + 1 if at_paragraph else max(first + 1, last + 1 - overlap)
-    return chunks
+    return packed
 
 
-def chunk_document(document: Document, counter: TokenCounter, config: ChunkerConfig) -> list[Chunk]:
-    """Chunks of one document in order; each fits `config.token_limit` together with the title line."""
+def passage_spans(document: Document, counter: TokenCounter, config: ChunkerConfig) -> list[Span]:
+    """The passages of one document in order, as spans of its text; each fits `config.token_limit` together
+    with the title line."""
     text = document.text
-    title = clip_title(document.title, counter) if config.embed_title else None
+    title = clip_title(document.title, counter, config.token_limit) if config.embed_title else None
     title_tokens = counter.count([title])[0] if title else 0
     budget = max(1, config.token_limit - title_tokens)
-    target = max(1, min(config.chunk_tokens - title_tokens, budget))
+    target = max(1, min(config.passage_tokens - title_tokens, budget))
     paragraph_starts = frozenset(line.start for line in line_spans(text)) if config.paragraphs else frozenset()
-    chunks: list[Chunk] = []
+    passages: list[Span] = []
     for block in content_blocks(text, config.skip_boilerplate, document.title):
         pieces = _within_budget(text, block, budget, counter, _split_long_span)
-        chunks.extend(
-            Chunk(document.doc_id, span.start, span.end)
-            for span in _pack(text, pieces, target, budget, config.overlap_sentences, counter, paragraph_starts)
-        )
-    return chunks
+        passages.extend(_pack(text, pieces, target, budget, config.overlap_sentences, counter, paragraph_starts))
+    return passages

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from indexer.errors import CitelineError
+
 TEXT_SUFFIXES = (".txt", ".md")
 # Printable, no whitespace, no path separators, not starting with '.': never a path trick, fine in a URL.
 DOC_ID_PATTERN = re.compile(r"[^\s/\\.\x00-\x1f\x7f\ufeff][^\s/\\\x00-\x1f\x7f\ufeff]{0,199}")
 
 
-class SourceError(ValueError):
+class SourceError(CitelineError, ValueError):
     """A source could not be read as documents (missing path, bad JSONL line, duplicate id)."""
 
 
@@ -36,7 +38,7 @@ class Document:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-# Lines scraped pages carry that are not the article: kept in the stored text, kept out of chunks.
+# Lines scraped pages carry that are not the article: kept in the stored text, kept out of passages.
 _BOILERPLATE_PATTERNS = [
     r"this (site|domain) is for sale\.?",
     r"subscribe( now| to our newsletter| for more)?\.?",

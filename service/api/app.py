@@ -9,18 +9,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from indexer.store.bm25 import BM25Error
-from indexer.store.legacy import LegacyIndexError
-from indexer.store.records import DiskFullError, RecordsError
-from indexer.store.store import StoreError
-from service.api.limits import RETRY_AFTER_SECONDS, BodySizeLimit, RequestTimeout
+from service.api.errors import add_error_handlers
+from service.api.limits import BodySizeLimit, RequestTimeout
 from service.api.observability import Metrics, RequestObserver
 from service.api.routes import documents, health, pages, search
-from service.engine import Engine, WriteQueueFullError, WriteTimeoutError
+from service.engine import Engine
 from service.settings import Settings
+from service.startup import prepare_index
 
 logger = logging.getLogger(__name__)
 
@@ -49,28 +46,15 @@ async def _follow_index(engine: Engine, every_seconds: float) -> None:
             logger.exception("could not seal or merge the vector segments; still serving version %s", engine.version)
 
 
-async def _unavailable(request: Request, error: Exception) -> JSONResponse:
-    """A write refused because others are waiting or writing, or an index that cannot be written now: 503."""
-    logger.warning("%s %s answered 503: %s", request.method, request.url.path, error)
-    return JSONResponse(
-        status_code=503, content={"detail": str(error)}, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
-    )
-
-
-async def _disk_full(request: Request, error: Exception) -> JSONResponse:
-    """The disk refused a write: 507, nothing was written."""
-    logger.error("%s %s answered 507: %s", request.method, request.url.path, error)
-    return JSONResponse(status_code=507, content={"detail": str(error)})
-
-
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """The app; it loads `Engine.load(settings)` at start unless an `engine` is given (tests, embedding)."""
+    """The app; at start it prepares and loads the index of `settings` unless an `engine` is given (tests,
+    embedding)."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if engine is None:
-            app.state.engine = Engine.load(settings)
+            app.state.engine = Engine.load(settings, embedder=prepare_index(settings))
         else:
             app.state.engine = engine
         view = app.state.engine.view
@@ -94,9 +78,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
     app.add_middleware(RequestObserver, metrics=app.state.metrics)  # outermost: sees every status, even 413/503
-    app.add_exception_handler(DiskFullError, _disk_full)
-    for error in (WriteQueueFullError, WriteTimeoutError, StoreError, RecordsError, BM25Error, LegacyIndexError):
-        app.add_exception_handler(error, _unavailable)
+    add_error_handlers(app)
     for router in (search.router, documents.router, health.router):
         app.include_router(router)
     app.include_router(pages.router)

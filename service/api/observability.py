@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -14,8 +15,10 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.limits import RETRY_AFTER_SECONDS, send_json
-from service.engine import Engine
 from service.logs import REQUEST_ID_HEADER, request_id, request_id_from
+
+if TYPE_CHECKING:  # metrics read the engine they are handed; they do not depend on it
+    from service.engine import Engine
 
 access_logger = logging.getLogger("citeline.access")
 logger = logging.getLogger(__name__)
@@ -49,7 +52,12 @@ class IndexCollector(Collector):
             return
         state = engine.state
         yield GaugeMetricFamily("citeline_index_documents", "Documents in the served index.", state.view.num_documents)
-        yield GaugeMetricFamily("citeline_index_chunks", "Passages in the served index.", state.view.live_passages)
+        yield GaugeMetricFamily("citeline_index_passages", "Passages in the served index.", state.view.live_passages)
+        yield GaugeMetricFamily(
+            "citeline_index_chunks",
+            "Deprecated: the old name of citeline_index_passages, to be removed in a future release.",
+            state.view.live_passages,
+        )
         yield GaugeMetricFamily(
             "citeline_index_dead_passages",
             "Passages of deleted or replaced documents still held in memory (dropped at the next start).",

@@ -195,14 +195,31 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
 
 
-class DocumentSummary(BaseModel):
+class _Passages(BaseModel):
+    """A count of passages, also under its deprecated name `chunks` (same value) until clients move."""
+
+    passages: int = Field(description="Number of passages.")
+    chunks: int = Field(
+        default=0,
+        deprecated="`chunks` is the old name of `passages` and will be removed in a future release",
+        description="Deprecated: the same number as `passages`.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "passages" in values:
+            values = {**values, "chunks": values["passages"]}
+        return values
+
+
+class DocumentSummary(_Passages):
     """A document of the index."""
 
     doc_id: str
     title: str | None
     source: str
     length: int = Field(description="Length of the original text in characters.")
-    chunks: int = Field(description="Number of passages indexed from it.")
 
 
 class DocumentList(BaseModel):
@@ -218,12 +235,11 @@ class DocumentDetail(DocumentSummary):
     metadata: dict[str, object] = Field(default_factory=dict)
 
 
-class Health(BaseModel):
+class Health(_Passages):
     """Service status and what it serves."""
 
     status: str = Field(examples=["ok"])
     documents: int
-    chunks: int
     model: str
     snapshot: str = Field(description="Version of the served index: the sequence number of its last write.")
 
@@ -248,13 +264,12 @@ class InputError(BaseModel):
     detail: str | list[ValidationIssue]
 
 
-class Ready(BaseModel):
+class Ready(_Passages):
     """The service can answer: its index is loaded and up to date with the store."""
 
     status: str = Field(examples=["ready"])
     snapshot: str
     documents: int
-    chunks: int
 
 
 class NotReady(BaseModel):
@@ -364,11 +379,10 @@ DocumentWrite = Annotated[
 ]
 
 
-class WrittenDocument(BaseModel):
+class WrittenDocument(_Passages):
     """A document that was written."""
 
     doc_id: str
-    chunks: int = Field(description="Number of passages indexed from it.")
     created: bool = Field(description="True if it is new, false if it replaced a document with the same id.")
 
 

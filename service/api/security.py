@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.dependencies import get_settings
-from service.settings import Settings
+from service.api.dependencies import SettingsDep
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -26,7 +25,7 @@ def key_matches(credentials: HTTPAuthorizationCredentials | None, *keys: str) ->
     return any(hmac.compare_digest(presented, key.encode()) for key in keys if key)
 
 
-async def require_write_key(settings: Annotated[Settings, Depends(get_settings)], credentials: Credentials) -> None:
+async def require_write_key(settings: SettingsDep, credentials: Credentials) -> None:
     """Writes are off without CITELINE_API_KEY (403); with it, the request must carry that key (401)."""
     if not settings.api_key:
         raise HTTPException(
@@ -42,7 +41,7 @@ async def require_write_key(settings: Annotated[Settings, Depends(get_settings)]
         )
 
 
-async def require_read_key(settings: Annotated[Settings, Depends(get_settings)], credentials: Credentials) -> None:
+async def require_read_key(settings: SettingsDep, credentials: Credentials) -> None:
     """Reads are open unless CITELINE_READ_KEY is set; then the read key (or the write key) is needed (401)."""
     if settings.read_key and not key_matches(credentials, settings.read_key, settings.api_key):
         raise HTTPException(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from indexer.errors import CitelineError
 from indexer.text.sentences import normalize_whitespace
 from service.evaluation.measures import Judged, summarize
 from service.search.retrieval import Hit, Mode, Retriever
@@ -19,7 +20,7 @@ from service.search.retrieval import Hit, Mode, Retriever
 DEPTH = 100
 
 
-class DatasetError(ValueError):
+class DatasetError(CitelineError, ValueError):
     """An evaluation dataset is missing or malformed."""
 
 

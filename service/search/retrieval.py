@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -46,6 +46,27 @@ class RetrievalConfig:
     heading_penalty: float = 0.5  # answering sentence, both stages: taken off a sentence of a headline-like line
     skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
 
+    @property
+    def highlight_weights(self) -> SentenceWeights:
+        """How the answering sentence of a passage is picked."""
+        return SentenceWeights(1.0, self.highlight_term_weight, self.cue_bonus, self.heading_penalty)
+
+    @property
+    def rerank_weights(self) -> SentenceWeights:
+        """How the second stage scores a passage's best sentence (before `answer_rerank` weighs it in)."""
+        return SentenceWeights(self.rerank_cosine, 1.0, self.rerank_cue, self.heading_penalty)
+
+
+@dataclass(frozen=True)
+class SentenceWeights:
+    """The answer score of a sentence: weights of its cosine to the question, its coverage of the question's
+    terms and its holding the kind of answer asked for, and what a headline-like line costs it."""
+
+    cosine: float
+    coverage: float
+    cue: float
+    heading: float
+
 
 class Mode(StrEnum):
     """How passages are ranked."""
@@ -72,11 +93,7 @@ class Hit:
 
     rank: int
     score: float
-    doc_id: str
-    title: str | None
-    source: str
-    start: int
-    end: int
+    reference: Reference  # the citation: document and span, `document.text[start:end] == text`
     text: str
     highlight: Span
     highlight_text: str
@@ -84,6 +101,18 @@ class Hit:
     bm25: float
     fused: float
     duplicates: tuple[Reference, ...] = ()  # near-identical passages of other documents, folded into this one
+
+    @property
+    def doc_id(self) -> str:
+        return self.reference.doc_id
+
+    @property
+    def start(self) -> int:
+        return self.reference.start
+
+    @property
+    def end(self) -> int:
+        return self.reference.end
 
 
 def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
@@ -230,39 +259,30 @@ def term_frequencies(view: View, rows: np.ndarray, query_ids: np.ndarray) -> tup
     return tf, lengths.astype(np.float64)
 
 
-def answer_sentence_scores(
-    similarities: np.ndarray | None,
+def sentence_scores(
+    cosine: np.ndarray | None,
     coverage: np.ndarray,
     holds_kind: np.ndarray | None,
-    term_weight: float = RetrievalConfig.highlight_term_weight,
-    cue_bonus: float = RetrievalConfig.cue_bonus,
-    in_heading: np.ndarray | None = None,
-    heading_penalty: float = RetrievalConfig.heading_penalty,
+    in_heading: np.ndarray | None,
+    weights: SentenceWeights,
 ) -> np.ndarray:
-    """How likely each sentence answers the question: cosine + term coverage + the answer-kind cue.
+    """How likely each sentence answers the question, one formula for both uses (`RetrievalConfig`'s two
+    weight sets): cosine + term coverage + the answer-kind cue - the headline penalty.
 
     The cosine alone picks the sentence that restates the question; the answer is often the next one
-    ("Speaking to NBC News, Carter said ..."), which shares the rarer question terms or holds the
-    kind of thing asked for (`holds_kind`: per sentence, None when the question asks for no kind).
-    A sentence `in_heading` loses `heading_penalty` (see `heading_adjusted`).
+    ("Speaking to NBC News, Carter said ..."), which shares the rarer question terms or holds the kind
+    of thing asked for (`holds_kind`: per sentence, None when the question asks for no kind). Scraped
+    news carries headlines of other stories amid the text ("Perfect Timing: Why Syrian Army Joined 'Race'
+    to Liberate Raqqa"): close to the question in meaning, stating no answer; a sentence `in_heading`
+    loses `weights.heading`. A missing feature (None) adds nothing.
     """
-    scores = np.zeros(len(coverage)) if similarities is None else similarities.astype(np.float64)
-    scores = scores + term_weight * coverage
-    if holds_kind is not None and cue_bonus:
-        scores += cue_bonus * holds_kind.astype(np.float64)
-    return heading_adjusted(scores, in_heading, heading_penalty)
-
-
-def heading_adjusted(scores: np.ndarray, in_heading: np.ndarray | None, penalty: float) -> np.ndarray:
-    """`scores` less `penalty` for each sentence on a headline-like line.
-
-    Scraped news carries headlines of other stories and photo credits amid the text ("Perfect Timing:
-    Why Syrian Army Joined 'Race' to Liberate Raqqa"). They name a topic close to the question and
-    state no answer, yet their cosine to the question is high; the article's own sentence should win.
-    """
-    if in_heading is None or not penalty:
-        return scores
-    return scores - penalty * in_heading.astype(np.float64)
+    scores = np.zeros(len(coverage)) if cosine is None else weights.cosine * cosine.astype(np.float64)
+    scores = scores + weights.coverage * coverage
+    if holds_kind is not None and weights.cue:
+        scores += weights.cue * holds_kind.astype(np.float64)
+    if in_heading is not None and weights.heading:
+        scores -= weights.heading * in_heading.astype(np.float64)
+    return scores
 
 
 class SentenceFacts:
@@ -300,34 +320,64 @@ def segment_max(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(values, starts)
 
 
-def best_sentence_scores(
-    coverage: np.ndarray,
-    holds_kind: np.ndarray | None,
-    similarities: np.ndarray | None,
-    lengths: np.ndarray,
-    cue_weight: float = RetrievalConfig.rerank_cue,
-    cosine_weight: float = RetrievalConfig.rerank_cosine,
-    in_heading: np.ndarray | None = None,
-    heading_penalty: float = RetrievalConfig.heading_penalty,
-) -> np.ndarray:
-    """Per passage, the answer score of its best sentence: the second stage's bonus before its weight.
-
-    A sentence scores its term coverage, plus `cue_weight` when it holds the kind of answer asked for,
-    plus `cosine_weight` times its cosine to the question, less `heading_penalty` when it is `in_heading`.
-    The sentences of the passages come one passage after another, `lengths` of them each (a passage
-    without sentences scores 0).
-    """
-    scores = coverage.astype(np.float64)
-    if holds_kind is not None:
-        scores = scores + cue_weight * holds_kind
-    if similarities is not None:
-        scores = scores + cosine_weight * similarities
-    scores = heading_adjusted(scores, in_heading, heading_penalty)
+def best_per_passage(scores: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per passage, the best of its sentences' scores; the sentences come one passage after another,
+    `lengths` of them each (a passage without sentences scores 0)."""
     best = np.zeros(len(lengths))
     present = lengths > 0
     if present.any():
         best[present] = segment_max(scores, lengths[present])
     return best
+
+
+@dataclass(frozen=True)
+class SentenceFeatures:
+    """What the answer score of a sentence is made of, for the sentences of some passages (one passage
+    after another, `lengths` each), computed once per search and scored by both stages."""
+
+    passages: tuple[int, ...]
+    sentences: np.ndarray  # sentence rows
+    lengths: np.ndarray
+    cosine: np.ndarray | None
+    coverage: np.ndarray
+    holds_kind: np.ndarray | None
+    in_heading: np.ndarray | None
+
+    def scores(self, weights: SentenceWeights) -> np.ndarray:
+        return sentence_scores(self.cosine, self.coverage, self.holds_kind, self.in_heading, weights)
+
+    def of(self, passages: Sequence[int]) -> SentenceFeatures | None:
+        """The features of `passages`, when this holds them all (else None)."""
+        position = {row: i for i, row in enumerate(self.passages)}
+        if any(row not in position for row in passages):
+            return None
+        ptr = np.concatenate(([0], np.cumsum(self.lengths))).astype(np.int64)
+        chosen = np.asarray([position[row] for row in passages], dtype=np.int64)
+        at, lengths = gather_segments(ptr, np.arange(int(ptr[-1])), chosen)
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[at]
+
+        return SentenceFeatures(
+            tuple(passages),
+            self.sentences[at],
+            lengths,
+            pick(self.cosine),
+            self.coverage[at],
+            pick(self.holds_kind),
+            pick(self.in_heading),
+        )
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question prepared once for every stage: its BM25 terms, its vector (None in BM25 mode unless
+    given) and the kind of answer it asks for."""
+
+    text: str
+    terms: QueryTerms
+    vector: np.ndarray | None
+    kind: AnswerKind | None
 
 
 @dataclass(frozen=True)
@@ -447,158 +497,171 @@ class Retriever:
         The filter applies before the top-k cut: `k` results come back when that many passages match.
         `timings`, when given, receives seconds per stage (filter, bm25, encode, dense, fuse, highlight).
         """
-        view = self.view
+        view, config = self.view, self.config
         clock = StageClock(timings)
         allowed_docs = allowed_documents(view, search_filter)
         allowed = allowed_passages(view, allowed_docs)
         clock.lap("filter")
         if view.live_passages == 0 or (allowed is not None and not allowed.any()):
             return []
-        config = self.config
         depth = min(view.num_passages, max(config.min_candidates, 4 * k))
-        terms = self._query(query)
-        lexical = self._bm25(terms, depth, allowed_docs)
-        if len(lexical) < depth:  # fewer passages match than wanted: the rest are candidates scoring 0
-            lexical.update((row, 0.0) for row in first_rows(allowed, view.num_passages, lexical, depth - len(lexical)))
-        bm25_top = np.fromiter(lexical.keys(), dtype=np.int64, count=len(lexical))
+        question = self._prepare(query)
+        lexical = self._lexical_candidates(question.terms, depth, allowed_docs, allowed)
         clock.lap("bm25")
         if vector is None and mode != Mode.bm25:
             vector = self._encode_query(query)
             clock.lap("encode")
-
-        dense: dict[int, float] = {}
+        question = replace(question, vector=vector)
+        dense = self._dense_candidates_scored(question, depth, allowed, lexical if mode == Mode.hybrid else None)
         if vector is not None:
-            candidates = self._dense_candidates(vector, depth, allowed)
-            if mode == Mode.hybrid:
-                candidates = np.union1d(candidates, bm25_top)
-            dense = dict(zip(candidates.tolist(), self.dense_scores(candidates, vector).tolist(), strict=True))
             clock.lap("dense")
-        if mode == Mode.bm25:
-            fused = {row: score for row, score in lexical.items() if score > 0}
-        elif mode == Mode.dense:
-            fused = dense
-        else:
-            fused = (
-                rrf_fusion(dense, lexical)
-                if config.fusion == "rrf"
-                else convex_fusion(dense, lexical, config.dense_weight)
-            )
-        query_ids, query_weights = terms.ids, terms.idf
-        ordered = rank_order(fused)
+        fused = self._fuse(mode, dense, lexical)
+        features = None
         if mode == Mode.hybrid and config.answer_rerank > 0:
-            top = ordered[: config.rerank_depth]
-            fused = self._answer_rerank(query, top, fused, vector, query_ids, query_weights)
-            ordered = rank_order(fused)
-        chosen, folded = self._distinct(ordered, k)
+            features = self._features(question, rank_order(fused)[: config.rerank_depth])
+            fused = self._rerank(fused, features)
+        chosen, folded = self._distinct(rank_order(fused), k)
         clock.lap("fuse")
+        dense, lexical = self._scores_of_chosen(question, chosen, mode, dense, lexical)
+        answers = {}
+        if highlight:
+            answers = self._answer_sentences(
+                question, chosen if highlight_top is None else chosen[:highlight_top], features
+            )
+        hits = [self._hit(rank, row, fused, dense, lexical, answers, folded) for rank, row in enumerate(chosen, 1)]
+        clock.lap("highlight")
+        return hits
+
+    # -- the stages ----------------------------------------------------------------------------------------
+    def _prepare(self, query: str) -> Question:
+        """The question's terms and the kind of answer it asks for (its vector comes after the BM25 stage)."""
+        config = self.config
+        kind = answer_kind(query) if config.rerank_cue or config.cue_bonus else None
+        return Question(query, self._query(query), None, kind)
+
+    def _lexical_candidates(
+        self, terms: QueryTerms, depth: int, allowed_docs: np.ndarray | None, allowed: np.ndarray | None
+    ) -> dict[int, float]:
+        """The `depth` best passages by BM25; when fewer match, the first others as candidates scoring 0."""
+        lexical = self._bm25(terms, depth, allowed_docs)
+        if len(lexical) < depth:
+            lexical.update(
+                (row, 0.0) for row in first_rows(allowed, self.view.num_passages, lexical, depth - len(lexical))
+            )
+        return lexical
+
+    def _dense_candidates_scored(
+        self, question: Question, depth: int, allowed: np.ndarray | None, lexical: dict[int, float] | None
+    ) -> dict[int, float]:
+        """Dense score of the passages near the question, and of `lexical`'s candidates too (hybrid)."""
+        if question.vector is None:
+            return {}
+        candidates = self._dense_candidates(question.vector, depth, allowed)
+        if lexical is not None:
+            candidates = np.union1d(candidates, np.fromiter(lexical.keys(), dtype=np.int64, count=len(lexical)))
+        return dict(zip(candidates.tolist(), self.dense_scores(candidates, question.vector).tolist(), strict=True))
+
+    def _fuse(self, mode: Mode, dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
+        if mode == Mode.bm25:
+            return {row: score for row, score in lexical.items() if score > 0}
+        if mode == Mode.dense:
+            return dense
+        if self.config.fusion == "rrf":
+            return rrf_fusion(dense, lexical)
+        return convex_fusion(dense, lexical, self.config.dense_weight)
+
+    def _features(self, question: Question, rows: Sequence[int]) -> SentenceFeatures:
+        """The answer-score features of the sentences of `rows` (their cosine, term coverage, cues)."""
+        view = self.view
+        row_array = np.asarray(rows, dtype=np.int64)
+        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, row_array)
+        vector = question.vector
+        return SentenceFeatures(
+            tuple(rows),
+            sentence_rows,
+            lengths,
+            view.sentence_vectors.take(sentence_rows) @ vector if vector is not None else None,
+            sentence_coverage(view, sentence_rows, question.terms.ids, question.terms.idf),
+            self._facts.holds(sentence_rows, question.kind) if question.kind is not None else None,
+            self._facts.holds(sentence_rows, HEADING) if self.config.heading_penalty else None,
+        )
+
+    def _rerank(self, fused: dict[int, float], features: SentenceFeatures) -> dict[int, float]:
+        """Second stage over the best fused rows: add how well each passage's best sentence could answer.
+
+        Passage-level scores miss a question whose terms gather in one sentence; this rewards the
+        passage holding a sentence that covers the question's rarer terms, holds the kind of answer asked
+        for, and is close to the question in meaning, which no shared term shows ("captured" for "take
+        control of").
+        """
+        best = best_per_passage(features.scores(self.config.rerank_weights), features.lengths)
+        reranked = dict(fused)
+        for row, bonus in zip(features.passages, best.tolist(), strict=True):
+            reranked[row] = fused[row] + self.config.answer_rerank * bonus
+        return reranked
+
+    def _scores_of_chosen(
+        self, question: Question, chosen: list[int], mode: Mode, dense: dict[int, float], lexical: dict[int, float]
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """Both scores of every chosen passage, for the results (a BM25 search has no dense scores yet, a
+        dense one lacks BM25 scores outside BM25's candidates)."""
+        vector = question.vector
         if vector is not None and mode == Mode.bm25 and chosen:
             dense = dict(zip(chosen, self.dense_scores(np.asarray(chosen), vector).tolist(), strict=True))
         missing = [row for row in chosen if row not in lexical]
-        if missing and len(terms.ids):
-            lexical.update(zip(missing, self.bm25_scores(np.asarray(missing), terms).tolist(), strict=True))
-        to_highlight = chosen if highlight_top is None else chosen[:highlight_top]
-        answers = self._answer_sentences(query, to_highlight, vector, query_ids, query_weights) if highlight else {}
-        hits = []
-        for rank, row in enumerate(chosen, start=1):
-            document = view.passage_document(row)
-            passage = view.passage_span(row)
-            best = answers.get(row, passage)
-            hits.append(
-                Hit(
-                    rank=rank,
-                    score=fused[row],
-                    doc_id=document.doc_id,
-                    title=document.title,
-                    source=document.source,
-                    start=passage.start,
-                    end=passage.end,
-                    text=document.text[passage.start : passage.end],
-                    highlight=best,
-                    highlight_text=document.text[best.start : best.end],
-                    dense=dense.get(row, 0.0),
-                    bm25=lexical.get(row, 0.0),
-                    fused=fused[row],
-                    duplicates=tuple(self._reference(r) for r in folded.get(row, [])),
-                )
-            )
-        clock.lap("highlight")
-        return hits
+        if missing and len(question.terms.ids):
+            lexical = dict(lexical)
+            lexical.update(zip(missing, self.bm25_scores(np.asarray(missing), question.terms).tolist(), strict=True))
+        return dense, lexical
+
+    def _answer_sentences(
+        self, question: Question, rows: Sequence[int], known: SentenceFeatures | None
+    ) -> dict[int, Span]:
+        """The answering sentence of each passage row, all rows scored in one pass (with the features the
+        second stage computed, when it did)."""
+        if not rows:
+            return {}
+        features = (known.of(rows) if known is not None else None) or self._features(question, rows)
+        scores = features.scores(self.config.highlight_weights)
+        answers, at = {}, 0
+        for row, length in zip(rows, features.lengths.tolist(), strict=True):
+            if length:
+                best = int(features.sentences[at + int(np.argmax(scores[at : at + length]))])
+                answers[row] = self.view.sentence_span(best)
+            at += length
+        return answers
+
+    def _hit(
+        self,
+        rank: int,
+        row: int,
+        fused: dict[int, float],
+        dense: dict[int, float],
+        lexical: dict[int, float],
+        answers: dict[int, Span],
+        folded: dict[int, list[int]],
+    ) -> Hit:
+        view = self.view
+        document = view.passage_document(row)
+        passage = view.passage_span(row)
+        best = answers.get(row, passage)
+        return Hit(
+            rank=rank,
+            score=fused[row],
+            reference=self._reference(row),
+            text=document.text[passage.start : passage.end],
+            highlight=best,
+            highlight_text=document.text[best.start : best.end],
+            dense=dense.get(row, 0.0),
+            bm25=lexical.get(row, 0.0),
+            fused=fused[row],
+            duplicates=tuple(self._reference(r) for r in folded.get(row, [])),
+        )
 
     def _reference(self, row: int) -> Reference:
         document = self.view.passage_document(row)
         span = self.view.passage_span(row)
         return Reference(document.doc_id, document.title, document.source, span.start, span.end)
-
-    def _answer_rerank(
-        self,
-        query: str,
-        rows: Sequence[int],
-        fused: dict[int, float],
-        vector: np.ndarray | None,
-        query_ids: np.ndarray,
-        query_weights: np.ndarray,
-    ) -> dict[int, float]:
-        """Second stage over the best fused rows: add how well each passage's best sentence could answer.
-
-        Passage-level scores miss a question whose terms gather in one sentence; this rewards the
-        passage holding a sentence that covers the question's rarer terms, with `rerank_cue` holds the
-        kind of answer asked for, and with `rerank_cosine` is close to the question in meaning, which
-        no shared term shows ("captured" for "take control of").
-        """
-        view, config = self.view, self.config
-        if not rows:
-            return fused
-        row_array = np.asarray(rows, dtype=np.int64)
-        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, row_array)
-        kind = answer_kind(query) if config.rerank_cue else None
-        best = best_sentence_scores(
-            sentence_coverage(view, sentence_rows, query_ids, query_weights),
-            self._facts.holds(sentence_rows, kind) if kind is not None else None,
-            view.sentence_vectors.take(sentence_rows) @ vector if vector is not None and config.rerank_cosine else None,
-            lengths,
-            config.rerank_cue,
-            config.rerank_cosine,
-            self._facts.holds(sentence_rows, HEADING) if config.heading_penalty else None,
-            config.heading_penalty,
-        )
-        reranked = dict(fused)
-        for row, bonus in zip(rows, best.tolist(), strict=True):
-            reranked[row] = fused[row] + config.answer_rerank * bonus
-        return reranked
-
-    def _answer_sentences(
-        self,
-        query: str,
-        rows: Sequence[int],
-        vector: np.ndarray | None,
-        query_ids: np.ndarray,
-        query_weights: np.ndarray,
-    ) -> dict[int, Span]:
-        """The answering sentence of each passage row, all rows scored in one pass."""
-        view, config = self.view, self.config
-        if not rows:
-            return {}
-        per_row = [view.sentence_rows_of(r) for r in rows]
-        sentence_rows = np.concatenate(per_row)
-        similarities = view.sentence_vectors.take(sentence_rows) @ vector if vector is not None else None
-        coverage = sentence_coverage(view, sentence_rows, query_ids, query_weights)
-        kind = answer_kind(query) if config.cue_bonus else None
-        scores = answer_sentence_scores(
-            similarities,
-            coverage,
-            self._facts.holds(sentence_rows, kind) if kind is not None else None,
-            config.highlight_term_weight,
-            config.cue_bonus,
-            self._facts.holds(sentence_rows, HEADING) if config.heading_penalty else None,
-            config.heading_penalty,
-        )
-        answers, at = {}, 0
-        for row, own in zip(rows, per_row, strict=True):
-            if len(own):
-                best = int(own[int(np.argmax(scores[at : at + len(own)]))])
-                answers[row] = view.sentence_span(best)
-            at += len(own)
-        return answers
 
     def _find_facts(self, fact: SentenceFact, sentence_rows: np.ndarray) -> list[bool]:
         view = self.view

@@ -8,7 +8,7 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.text.chunking import ChunkerConfig, chunk_document, clip_title, content_blocks, embedding_text
+from indexer.text.chunking import ChunkerConfig, clip_title, content_blocks, embedding_text, passage_spans
 from indexer.text.documents import Document
 from indexer.text.sentences import line_of, line_spans, normalize_whitespace, sentence_spans
 
@@ -53,7 +53,7 @@ MESSY_TEXT = st.one_of(
     st.text(max_size=600),
     st.text(alphabet=st.characters(categories=["L", "Zs"]), max_size=3000),  # no punctuation at all
 )
-SMALL = ChunkerConfig(chunk_tokens=24, overlap_sentences=1, token_limit=32, skip_boilerplate=False)
+SMALL = ChunkerConfig(passage_tokens=24, overlap_sentences=1, token_limit=32, skip_boilerplate=False)
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -67,12 +67,12 @@ def test_chunks_are_exact_ordered_cover_content_and_fit(embedder, text, title, p
     counter = embedder.token_counter
     document = Document(doc_id="d", text=text, title=title)
     config = replace(SMALL, paragraphs=paragraphs)
-    chunks = chunk_document(document, counter, config)
+    chunks = passage_spans(document, counter, config)
     for chunk in chunks:
         assert 0 <= chunk.start < chunk.end <= len(text)
         passage = text[chunk.start : chunk.end]
         assert passage.strip(), "a chunk is never only whitespace"
-        embedded = embedding_text(clip_title(title, counter), passage)
+        embedded = embedding_text(clip_title(title, counter, config.token_limit), passage)
         assert counter.count([embedded])[0] <= config.token_limit, (repr(text), repr(title), repr(passage))
     assert [c.start for c in chunks] == sorted(c.start for c in chunks)
     assert all(a.end <= b.end for a, b in itertools.pairwise(chunks))
@@ -105,7 +105,7 @@ def test_each_sentence_lies_on_its_line(text):
 def test_boilerplate_lines_never_enter_chunks(embedder, seed_documents):
     config = ChunkerConfig(token_limit=embedder.token_limit)
     doc = next(d for d in seed_documents if d.doc_id.startswith("004_"))
-    chunks = chunk_document(doc, embedder.token_counter, config)
+    chunks = passage_spans(doc, embedder.token_counter, config)
     passages = [doc.text[c.start : c.end] for c in chunks]
     for line in ["Subscribe", "Newsfeed", "log in or register", "Заголовок открываемого материала"]:
         assert all(line not in p.splitlines() for p in passages), line
@@ -114,12 +114,14 @@ def test_boilerplate_lines_never_enter_chunks(embedder, seed_documents):
 
 
 def test_seed_chunks_respect_size_and_overlap(embedder, seed_documents):
-    config = ChunkerConfig(chunk_tokens=96, overlap_sentences=1, token_limit=embedder.token_limit)
+    config = ChunkerConfig(passage_tokens=96, overlap_sentences=1, token_limit=embedder.token_limit)
     for doc in seed_documents:
-        chunks = chunk_document(doc, embedder.token_counter, config)
+        chunks = passage_spans(doc, embedder.token_counter, config)
         assert chunks
         for chunk in chunks:
-            embedded = embedding_text(clip_title(doc.title, embedder.token_counter), doc.text[chunk.start : chunk.end])
+            embedded = embedding_text(
+                clip_title(doc.title, embedder.token_counter, config.token_limit), doc.text[chunk.start : chunk.end]
+            )
             assert embedder.token_counter.count([embedded])[0] <= config.token_limit
         if doc.doc_id[:3] in {"002", "003"}:  # no boilerplate line to break the run
             # one sentence of overlap: each chunk starts at the previous one's last sentence
@@ -136,10 +138,10 @@ def test_paragraph_mode_ends_passages_at_paragraph_ends_when_that_keeps_half_the
     first = " ".join([sentence] * 2)  # a short paragraph: 2 sentences, kept whole
     second = " ".join([sentence] * 4)  # longer than the target (3.5 sentences): cut within itself
     text = f"{first}\n{second}\n{sentence}"
-    config = ChunkerConfig(chunk_tokens=size * 7 // 2, overlap_sentences=1, token_limit=128, skip_boilerplate=False)
+    config = ChunkerConfig(passage_tokens=size * 7 // 2, overlap_sentences=1, token_limit=128, skip_boilerplate=False)
     document = Document(doc_id="d", text=text)
-    greedy = [text[c.start : c.end] for c in chunk_document(document, embedder.token_counter, config)]
-    by_paragraph = chunk_document(document, embedder.token_counter, replace(config, paragraphs=True))
+    greedy = [text[c.start : c.end] for c in passage_spans(document, embedder.token_counter, config)]
+    by_paragraph = passage_spans(document, embedder.token_counter, replace(config, paragraphs=True))
     passages = [text[c.start : c.end] for c in by_paragraph]
     assert greedy[0] == f"{first}\n{sentence}"  # greedy fills the target across the paragraph end
     assert passages[0] == first  # 2 of 3.5 sentences: at least half, so the passage ends with its paragraph
@@ -167,8 +169,8 @@ def test_sentence_splitter_keeps_abbreviations_together():
 def test_chunker_config_rejects_nonsense():
     import pytest
 
-    with pytest.raises(ValueError, match="chunk_tokens"):
-        ChunkerConfig(chunk_tokens=500, token_limit=254)
+    with pytest.raises(ValueError, match="passage_tokens"):
+        ChunkerConfig(passage_tokens=500, token_limit=254)
     with pytest.raises(ValueError, match="overlap_sentences"):
         ChunkerConfig(overlap_sentences=-1)
 
@@ -176,10 +178,12 @@ def test_chunker_config_rejects_nonsense():
 def test_without_the_title_line_passages_get_its_token_budget(embedder, seed_documents):
     doc = next(d for d in seed_documents if d.title)
     counter = embedder.token_counter
-    titled = ChunkerConfig(chunk_tokens=64, overlap_sentences=0, token_limit=embedder.token_limit)
-    untitled = ChunkerConfig(chunk_tokens=64, overlap_sentences=0, token_limit=embedder.token_limit, embed_title=False)
-    with_title, without_title = chunk_document(doc, counter, titled), chunk_document(doc, counter, untitled)
-    title_tokens = counter.count([clip_title(doc.title, counter) or ""])[0]
+    titled = ChunkerConfig(passage_tokens=64, overlap_sentences=0, token_limit=embedder.token_limit)
+    untitled = ChunkerConfig(
+        passage_tokens=64, overlap_sentences=0, token_limit=embedder.token_limit, embed_title=False
+    )
+    with_title, without_title = passage_spans(doc, counter, titled), passage_spans(doc, counter, untitled)
+    title_tokens = counter.count([clip_title(doc.title, counter, titled.token_limit) or ""])[0]
     assert title_tokens > 0
     assert len(without_title) < len(with_title), "the title's tokens go to the passages: fewer, longer chunks"
     for chunk in without_title:

@@ -20,11 +20,11 @@ from indexer.model.encoders import (
     writable_cache,
 )
 from indexer.model.onnx_export import INT8_FILE, MODEL_FILE, SPEC_FILE, TOKENIZER_FILE
-from indexer.text.chunking import ChunkerConfig, chunk_document, clip_title, embedding_text
+from indexer.text.chunking import ChunkerConfig, clip_title, embedding_text, passage_spans
 from indexer.text.documents import Document
 from service.cli import main
-from service.engine import load_embedder
 from service.settings import Settings
+from service.startup import load_embedder
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_TEXT = " ".join(f"Sentence {i} tells of the troops, the ministers and the talks in Geneva." for i in range(40))
@@ -58,9 +58,9 @@ def seed_chunk_texts(seed_documents: list[Document], torch_embedder: Embedder) -
     counter = torch_embedder.token_counter
     config = ChunkerConfig(token_limit=torch_embedder.token_limit)
     return [
-        embedding_text(clip_title(d.title, counter), d.text[c.start : c.end])
+        embedding_text(clip_title(d.title, counter, config.token_limit), d.text[c.start : c.end])
         for d in seed_documents
-        for c in chunk_document(d, counter, config)
+        for c in passage_spans(d, counter, config)
     ]
 
 
@@ -150,7 +150,7 @@ def test_token_counters_agree_so_both_encoders_chunk_alike(
             assert fast.prefix_length(text, budget) == reference.prefix_length(text, budget)
     config = ChunkerConfig(token_limit=embedder.token_limit)
     for document in seed_documents:
-        assert chunk_document(document, fast, config) == chunk_document(document, reference, config)
+        assert passage_spans(document, fast, config) == passage_spans(document, reference, config)
 
 
 def test_second_load_reuses_the_cached_export(embedder: Embedder, seed_index_dir: Path, caplog):

@@ -26,10 +26,11 @@ from indexer.store.store import FORMAT_VERSION, NoIndexError, Store, StoreError
 from indexer.text.documents import Document
 from indexer.text.lexical import bm25_texts, document_acronyms, mark_acronyms
 from service.api.app import create_app
-from service.engine import Engine, ModelMismatchError
+from service.engine import Engine
 from service.search.filters import SearchFilter
 from service.search.retrieval import Mode
 from service.settings import Settings
+from service.startup import ModelMismatchError, prepare_index
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_2 = Path(__file__).resolve().parents[1] / "data" / "format2-seeds"
@@ -219,12 +220,15 @@ def test_a_format_2_index_of_the_previous_release_migrates_without_re_embedding(
     old = read_legacy(index)
     with pytest.raises(StoreError, match="citeline migrate"):
         Store.open(index)
+    with pytest.raises(StoreError, match="citeline migrate"):
+        Engine.load(Settings(index=index), embedder=embedder)  # loading only loads: it says what to do
     with caplog.at_level(logging.INFO):
-        migrated = Engine.load(Settings(index=index), embedder=embedder)
+        settings = Settings(index=index)
+        migrated = Engine.load(settings, embedder=prepare_index(settings, embedder))  # as `serve` starts
     assert any("migrated the format 2 index" in r.getMessage() for r in caplog.records)
     view = migrated.view
     assert [d.doc_id for d in view.live_documents()] == [d.doc_id for d in old.documents]
-    assert np.array_equal(view.passage_vectors.matrix(), old.chunk_vectors), "the stored vectors, not new ones"
+    assert np.array_equal(view.passage_vectors.matrix(), old.passage_vectors), "the stored vectors, not new ones"
     assert np.array_equal(view.sentence_vectors.matrix(), old.sentence_vectors)
     assert ranking(migrated) == ranking(engine), "answers as an index built today"
     assert verify_index(index).documents == 5

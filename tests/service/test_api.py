@@ -62,7 +62,7 @@ def test_documents_list_and_detail(client, seed_documents):
     listed = client.get("/documents").json()["documents"]
     assert {d["doc_id"] for d in listed} == {d.doc_id for d in seed_documents}
     for entry in listed:
-        assert entry["chunks"] > 0
+        assert entry["passages"] > 0 and entry["chunks"] == entry["passages"]
         detail = client.get(f"/documents/{entry['doc_id']}").json()
         original = next(d for d in seed_documents if d.doc_id == entry["doc_id"])
         assert detail["text"] == original.text and detail["length"] == len(original.text) == entry["length"]
@@ -73,7 +73,8 @@ def test_health(client, engine):
     assert body == {
         "status": "ok",
         "documents": 5,
-        "chunks": engine.view.live_passages,
+        "passages": engine.view.live_passages,
+        "chunks": engine.view.live_passages,  # the deprecated name, same value
         "model": "all-MiniLM-L6-v2",
         "snapshot": engine.version,
     }

@@ -13,14 +13,22 @@ from service.search.cues import AnswerKind, answer_kind, has_answer_kind
 from service.search.retrieval import (
     HEADING,
     RetrievalConfig,
-    answer_sentence_scores,
-    best_sentence_scores,
+    SentenceWeights,
+    best_per_passage,
+    sentence_scores,
     term_coverage,
 )
 from tests.bm25 import bm25_scores
 
 HIGHLIGHT_TERM_WEIGHT = RetrievalConfig.highlight_term_weight
 CUE_BONUS = RetrievalConfig.cue_bonus
+HIGHLIGHT = RetrievalConfig().highlight_weights
+
+
+def best_sentences(coverage, holds, cosine, lengths, cue=0.0, cosine_weight=0.0, in_heading=None, heading=0.0):  # type: ignore[no-untyped-def]
+    """The second stage's score of each passage, as the retriever computes it."""
+    weights = SentenceWeights(cosine_weight, 1.0, cue, heading)
+    return best_per_passage(sentence_scores(cosine, coverage, holds, in_heading, weights), lengths)
 
 
 @pytest.mark.parametrize(
@@ -82,13 +90,13 @@ def test_answer_sentence_scores_add_coverage_and_cue_to_the_cosine():
     assert kind is not None
     holds = np.array([has_answer_kind(sentence, kind) for sentence in sentences])
     assert holds.tolist() == [False, True]
-    scores = answer_sentence_scores(np.array([0.5, 0.5]), coverage, holds)
+    scores = sentence_scores(np.array([0.5, 0.5]), coverage, holds, None, HIGHLIGHT)
     assert scores.tolist() == pytest.approx(
         [0.5 + HIGHLIGHT_TERM_WEIGHT * 0.4, 0.5 + HIGHLIGHT_TERM_WEIGHT * 0.9 + CUE_BONUS]
     )
-    without_cue = answer_sentence_scores(np.array([0.5, 0.5]), coverage, None, cue_bonus=CUE_BONUS)
+    without_cue = sentence_scores(np.array([0.5, 0.5]), coverage, None, None, HIGHLIGHT)
     assert without_cue[1] - without_cue[0] == pytest.approx(HIGHLIGHT_TERM_WEIGHT * 0.5)
-    no_vector = answer_sentence_scores(None, coverage, None)
+    no_vector = sentence_scores(None, coverage, None, None, HIGHLIGHT)
     assert no_vector[1] > no_vector[0] > 0
 
 
@@ -105,11 +113,11 @@ def test_second_stage_scores_each_passage_by_its_best_sentence():
     cosine = np.array([0.15, 0.75, 0.57])
     lengths = np.array([2, 1, 0])  # the third passage has no sentences: no bonus
 
-    terms_only = best_sentence_scores(coverage, None, None, lengths)
+    terms_only = best_sentences(coverage, None, None, lengths)
     assert terms_only.tolist() == pytest.approx([0.32, 0.51, 0.0])
-    with_cue = best_sentence_scores(coverage, holds_time, None, lengths, cue_weight=0.25)
+    with_cue = best_sentences(coverage, holds_time, None, lengths, cue=0.25)
     assert with_cue.tolist() == pytest.approx([0.32 + 0.25, 0.51, 0.0])
-    with_cosine = best_sentence_scores(coverage, holds_time, cosine, lengths, cue_weight=0.25, cosine_weight=0.5)
+    with_cosine = best_sentences(coverage, holds_time, cosine, lengths, cue=0.25, cosine_weight=0.5)
     assert with_cosine.tolist() == pytest.approx([0.32 + 0.25 + 0.375, 0.51 + 0.285, 0.0])
     assert with_cosine[0] - with_cosine[1] > with_cue[0] - with_cue[1], "meaning widens the answer's lead"
 
@@ -122,14 +130,14 @@ def test_a_headline_of_another_story_loses_to_the_answering_sentence():
     in_heading = np.array([reads_as_headline(sentence) for sentence in sentences])
     assert in_heading.tolist() == [True, False]
     lengths = np.array([2])
-    without = best_sentence_scores(coverage, None, cosine, lengths, cosine_weight=1.0, heading_penalty=0)
+    without = best_sentences(coverage, None, cosine, lengths, cosine_weight=1.0)
     assert without.tolist() == pytest.approx([0.35 + 0.52])
-    penalised = best_sentence_scores(coverage, None, cosine, lengths, 0.25, 1.0, in_heading, heading_penalty=0.5)
+    penalised = best_sentences(coverage, None, cosine, lengths, 0.25, 1.0, in_heading, heading=0.5)
     assert penalised.tolist() == pytest.approx([0.45 + 0.25]), "the best sentence is now the article's own"
-    highlight = answer_sentence_scores(cosine, coverage, None, in_heading=in_heading, heading_penalty=0.5)
+    highlight = sentence_scores(cosine, coverage, None, in_heading, HIGHLIGHT)
     assert int(np.argmax(highlight)) == 1
-    assert np.argmax(answer_sentence_scores(cosine, coverage, None, in_heading=None)) == 0
-    only_headings = best_sentence_scores(coverage[:1], None, cosine[:1], np.array([1]), 0.25, 1.0, in_heading[:1])
+    assert np.argmax(sentence_scores(cosine, coverage, None, None, HIGHLIGHT)) == 0
+    only_headings = best_sentences(coverage[:1], None, cosine[:1], np.array([1]), 0.25, 1.0, in_heading[:1], 0.5)
     assert only_headings[0] < without[0], "a passage of headlines alone keeps a lowered score, not none"
 
 

@@ -25,7 +25,7 @@ from service.evaluation.evaluate import (
     split_half,
 )
 from service.evaluation.measures import Judged, dcg, ndcg, recall, reciprocal_rank, summarize
-from service.search.retrieval import Hit, Mode
+from service.search.retrieval import Hit, Mode, Reference
 from service.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -47,7 +47,7 @@ def test_metrics_match_hand_computed_values():
 
 
 def hit(doc_id: str, text: str) -> Hit:
-    return Hit(1, 0.0, doc_id, None, "", 0, len(text), text, Span(0, 1), text[:1], 0.0, 0.0, 0.0)
+    return Hit(1, 0.0, Reference(doc_id, None, "", 0, len(text)), text, Span(0, 1), text[:1], 0.0, 0.0, 0.0)
 
 
 def test_beir_judging_is_document_level_first_passage_counts():
@@ -72,7 +72,7 @@ def test_qa_judging_is_passage_level_with_normalised_whitespace():
 def test_qa_judging_by_answer_offset_counts_only_that_occurrence(tmp_path: Path):
     # "Denver" occurs twice in the document (offsets 0 and 30): the answer is the second.
     def at(start: int, end: int, highlight: Span) -> Hit:
-        return Hit(1, 0.0, "d", None, "", start, end, "", highlight, "", 0.0, 0.0, 0.0)
+        return Hit(1, 0.0, Reference("d", None, "", start, end), "", highlight, "", 0.0, 0.0, 0.0)
 
     query = Query("q", "x", {"d": 1.0}, answer="Denver", answers=("Denver",), answer_start=30)
     judged = judge_qa([at(0, 20, Span(0, 20)), at(25, 40, Span(36, 40)), at(20, 60, Span(28, 40))], query)
@@ -126,7 +126,7 @@ def test_cli_eval_builds_and_prints_a_table(tmp_path: Path, capsys):
 
 def test_highlight_at_1_needs_a_relevant_first_hit_whose_highlight_holds_an_answer():
     def with_highlight(doc_id: str, highlight: str) -> Hit:
-        return Hit(1, 0.0, doc_id, None, "", 0, 10, "passage", Span(0, 1), highlight, 0.0, 0.0, 0.0)
+        return Hit(1, 0.0, Reference(doc_id, None, "", 0, 10), "passage", Span(0, 1), highlight, 0.0, 0.0, 0.0)
 
     query = Query("q", "x", {"d": 1.0}, answers=("Neil Armstrong", "Armstrong"))
     assert judge_beir([with_highlight("d", "then\u00a0armstrong stepped out")], query).answer_highlighted is True

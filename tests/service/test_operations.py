@@ -22,8 +22,9 @@ from indexer.model.embedding import Embedder
 from indexer.store.maintenance import verify_index
 from indexer.store.store import Store, WriterBusyError, writer_lock
 from indexer.text.documents import Document
+from service.admission import WriteTimeoutError
 from service.api.app import create_app
-from service.engine import Engine, WriteTimeoutError
+from service.engine import Engine
 from service.logs import JsonFormatter, RequestIdFilter
 from service.search.filters import SearchFilter
 from service.search.retrieval import Hit, Mode
@@ -192,7 +193,8 @@ def test_ready_is_503_while_writes_of_another_process_fail_to_load(index_copy: P
             "status": "ready",
             "snapshot": engine.version,
             "documents": 6,
-            "chunks": engine.view.live_passages,
+            "passages": engine.view.live_passages,
+            "chunks": engine.view.live_passages,  # the deprecated name, same value
         }
         assert engine.version == other.version
 
@@ -222,7 +224,7 @@ def test_writes_beyond_the_queue_are_503_and_nothing_is_written(index_copy: Path
     with app_client(index_copy, embedder, max_queued_writes=1) as client:
         engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
         results: list[int] = []
-        engine._write_lock.acquire()  # a long write in progress
+        engine.admission.lock.acquire()  # a long write in progress
         try:
             first = {"doc_id": "q-1", "text": "First in line."}
             waiting = threading.Thread(
@@ -230,13 +232,13 @@ def test_writes_beyond_the_queue_are_503_and_nothing_is_written(index_copy: Path
             )
             waiting.start()
             deadline = time.monotonic() + 30
-            while engine.queued_writes < 1 and time.monotonic() < deadline:
+            while engine.admission.queued < 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
             refused = client.post("/documents", json={"doc_id": "q-2", "text": "One too many."}, headers=AUTH)
             assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
             assert "CITELINE_MAX_QUEUED_WRITES=1" in refused.json()["detail"]
         finally:
-            engine._write_lock.release()
+            engine.admission.lock.release()
         waiting.join()
         assert results == [201]
         ids = {d["doc_id"] for d in client.get("/documents").json()["documents"]}
@@ -246,12 +248,12 @@ def test_writes_beyond_the_queue_are_503_and_nothing_is_written(index_copy: Path
 def test_a_write_waits_for_another_writer_at_most_the_timeout(index_copy: Path, embedder: Embedder):
     engine = Engine(embedder, Store.open(index_copy), write_wait_seconds=0.2)
     document = Document(doc_id="w", text="Waiting writer.", source=API_SOURCE)
-    engine._write_lock.acquire()
+    engine.admission.lock.acquire()
     try:
         with pytest.raises(WriteTimeoutError, match="CITELINE_REQUEST_TIMEOUT_SECONDS"):
             engine.add_documents([document])
     finally:
-        engine._write_lock.release()
+        engine.admission.lock.release()
     with writer_lock(index_copy):  # another process (citeline index) holds the index
         with pytest.raises(WriterBusyError, match="another process"):
             engine.add_documents([document])

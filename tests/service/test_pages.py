@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 
 from indexer.model.embedding import Embedder
 from service.api.app import create_app
-from service.engine import Engine, index_sources
+from service.engine import Engine
 from service.settings import Settings
+from service.startup import index_sources
 from tests.hostile import CRLF_ID, CRLF_TEXT, HOSTILE_ID, HOSTILE_QUESTION, HOSTILE_TEXT, write_hostile_documents
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,6 +25,7 @@ from service.api.app import create_app
 from service.engine import Engine
 from service.search.retrieval import Mode
 from service.settings import Settings
+from service.startup import prepare_index
 
 KEY = "test-write-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -79,7 +80,7 @@ def test_added_document_is_found_first_with_exact_citation(writable: TestClient)
     response = writable.post("/documents", json=PENGUINS, headers=AUTH)
     assert response.status_code == 201, response.text
     written = response.json()["documents"]
-    assert written == [{"doc_id": "penguin-census", "chunks": 1, "created": True}]
+    assert written == [{"doc_id": "penguin-census", "passages": 1, "chunks": 1, "created": True}]
     first = search(writable, "how many emperor penguins were counted")[0]
     assert first["citation"]["doc_id"] == "penguin-census"
     assert first["citation"]["source"] == API_SOURCE
@@ -139,7 +140,8 @@ def test_restart_keeps_api_documents_and_source_sync_keeps_them(index_copy: Path
     engine = Engine.load(settings, embedder=embedder)
     with TestClient(create_app(settings, engine=engine)) as client:
         assert client.post("/documents", json=PENGUINS, headers=AUTH).status_code == 201
-    restarted = Engine.load(Settings(index=index_copy, sources=str(ROOT / "seeds")), embedder=embedder)
+    with_sources = Settings(index=index_copy, sources=str(ROOT / "seeds"))
+    restarted = Engine.load(with_sources, embedder=prepare_index(with_sources, embedder))
     ids = {d.doc_id for d in restarted.view.live_documents()}
     assert "penguin-census" in ids and len(ids) == 6
     assert restarted.search("emperor penguins counted", 1, Mode.hybrid)[0].doc_id == "penguin-census"
@@ -179,7 +181,8 @@ def test_searches_during_a_bulk_write_all_succeed(writable: TestClient):
 
 def test_empty_collection_can_be_started_filled_and_emptied(tmp_path: Path, embedder: Embedder):
     settings = Settings(index=tmp_path / "fresh", api_key=KEY)
-    with TestClient(create_app(settings, engine=Engine.load(settings, embedder=embedder))) as client:
+    engine = Engine.load(settings, embedder=prepare_index(settings, embedder))  # as `serve` starts
+    with TestClient(create_app(settings, engine=engine)) as client:
         assert client.get("/health").json()["documents"] == 0
         assert search(client, "anything") == []
         assert client.post("/documents", json=PENGUINS, headers=AUTH).status_code == 201

@@ -18,9 +18,13 @@ from tests.server import server_process
 
 
 def test_settings_come_from_env_and_flags_override(tmp_path: Path):
-    env = {"CITELINE_INDEX": str(tmp_path), "CITELINE_PORT": "9001", "CITELINE_CHUNK_TOKENS": "96"}
+    env = {"CITELINE_INDEX": str(tmp_path), "CITELINE_PORT": "9001", "CITELINE_PASSAGE_TOKENS": "80"}
     settings = Settings.from_env(env)
-    assert (settings.index, settings.port, settings.chunk_tokens) == (tmp_path, 9001, 96)
+    assert (settings.index, settings.port, settings.passage_tokens) == (tmp_path, 9001, 80)
+    with pytest.warns(DeprecationWarning, match="CITELINE_CHUNK_TOKENS is deprecated: set CITELINE_PASSAGE_TOKENS"):
+        assert Settings.from_env({"CITELINE_CHUNK_TOKENS": "64"}).passage_tokens == 64
+    args = build_parser().parse_args(["index", "seeds", "--chunk-tokens", "72"])
+    assert args.passage_tokens == 72, "the old flag still works"
     assert Settings.from_env(env, port=9002, host=None).port == 9002
     with pytest.raises(ValueError, match="CITELINE_PORT='eighty' is not a valid int"):
         Settings.from_env({"CITELINE_PORT": "eighty"})

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 
-from indexer.collection import API_SOURCE, ConflictError, UnknownDocumentError, derive_doc_id
+from indexer.collection import API_SOURCE, UnknownDocumentError, derive_doc_id
 from indexer.text.documents import Document, SourceError, validate_doc_id
-from service.api.dependencies import get_engine, get_settings
+from service.api.dependencies import EngineDep, SettingsDep
 from service.api.schemas import (
     BAD_BODY,
     BAD_INPUT,
@@ -54,22 +54,18 @@ NewDocId = Annotated[
 ]
 
 
-def _not_found(doc_id: str) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"doc_id {doc_id!r} is not in the index: GET /documents lists ids")
-
-
 def _summary(document: Document, state: IndexState) -> DocumentSummary:
     return DocumentSummary(
         doc_id=document.doc_id,
         title=document.title,
         source=document.source,
         length=len(document.text),
-        chunks=state.view.passage_count(document.doc_id),
+        passages=state.view.passage_count(document.doc_id),
     )
 
 
 @reads.get("/documents", response_model=DocumentList, openapi_extra=OPTIONAL_KEY, summary="List indexed documents")
-def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentList:
+def list_documents(engine: EngineDep) -> DocumentList:
     """Every document with its id, title, source, length and number of passages, by id."""
     state = engine.state
     documents = sorted(state.view.live_documents(), key=lambda d: d.doc_id)
@@ -83,12 +79,12 @@ def list_documents(engine: Annotated[Engine, Depends(get_engine)]) -> DocumentLi
     openapi_extra=OPTIONAL_KEY,
     summary="Get one document with its original text",
 )
-def get_document(doc_id: DocId, engine: Annotated[Engine, Depends(get_engine)]) -> DocumentDetail:
+def get_document(doc_id: DocId, engine: EngineDep) -> DocumentDetail:
     """The full original text: a result's citation is `text[start:end]`."""
     state = engine.state
     d = state.view.document(doc_id)
     if d is None:
-        raise _not_found(doc_id)
+        raise UnknownDocumentError(doc_id)
     return DocumentDetail(**_summary(d, state).model_dump(), text=d.text, metadata=d.metadata)
 
 
@@ -111,7 +107,7 @@ def _to_document(document: DocumentIn, settings: Settings, field: str, doc_id: s
 
 def _response(results: list[WriteResult], engine: Engine) -> WriteResponse:
     return WriteResponse(
-        documents=[WrittenDocument(doc_id=r.doc_id, chunks=r.chunks, created=r.created) for r in results],
+        documents=[WrittenDocument(doc_id=r.doc_id, passages=r.passages, created=r.created) for r in results],
         snapshot=engine.version,
     )
 
@@ -128,8 +124,8 @@ def _response(results: list[WriteResult], engine: Engine) -> WriteResponse:
 )
 def add_documents(
     body: DocumentWrite,
-    engine: Annotated[Engine, Depends(get_engine)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> WriteResponse:
     """Index new documents, `{"text": ...}` or `{"documents": [...]}`, in one atomic write.
 
@@ -143,14 +139,7 @@ def add_documents(
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
         raise HTTPException(status_code=422, detail=f"documents: doc_id repeated in the batch: {', '.join(repeated)}")
-    try:
-        return _response(engine.add_documents(documents), engine)
-    except ConflictError as error:
-        raise HTTPException(
-            status_code=409,
-            detail=f"doc_id already exists: {', '.join(error.doc_ids)}; nothing was written. "
-            "Replace a document with PUT /documents/{doc_id}",
-        ) from None
+    return _response(engine.add_documents(documents), engine)
 
 
 @writes.put(
@@ -163,8 +152,8 @@ def put_document(
     doc_id: NewDocId,
     body: DocumentIn,
     response: Response,
-    engine: Annotated[Engine, Depends(get_engine)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> WriteResponse:
     """Index `body` under `doc_id`, replacing the document with that id if there is one (200) or creating it (201)."""
     try:
@@ -184,12 +173,9 @@ def put_document(
     responses={404: {"model": ErrorMessage, "description": "No document has this id."}},
     summary="Delete one document",
 )
-def delete_document(doc_id: DocId, engine: Annotated[Engine, Depends(get_engine)]) -> Response:
+def delete_document(doc_id: DocId, engine: EngineDep) -> Response:
     """Remove the document and its passages; returns once the delete is stored durably."""
-    try:
-        engine.delete_document(doc_id)
-    except UnknownDocumentError:
-        raise _not_found(doc_id) from None
+    engine.delete_document(doc_id)  # UnknownDocumentError: 404 (service/api/errors.py)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

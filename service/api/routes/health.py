@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.dependencies import get_engine
+from service.api.dependencies import EngineDep
 from service.api.observability import Metrics, ready
 from service.api.schemas import Health, NotReady, Ready
-from service.engine import Engine
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health, summary="Service status")
-async def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
+async def health(engine: EngineDep) -> Health:
     """`ok` once the index and the model are loaded: the process is alive (liveness)."""
     view = engine.view
     return Health(
         status="ok",
         documents=view.num_documents,
-        chunks=view.live_passages,
+        passages=view.live_passages,
         model=engine.embedder.info.name,
         snapshot=engine.version,
     )
@@ -35,14 +32,14 @@ async def health(engine: Annotated[Engine, Depends(get_engine)]) -> Health:
     responses={503: {"model": NotReady, "description": "Not fit for traffic: the index could not be followed."}},
     summary="Readiness",
 )
-def readiness(engine: Annotated[Engine, Depends(get_engine)]) -> Ready | JSONResponse:
+def readiness(engine: EngineDep) -> Ready | JSONResponse:
     """200 when the index is loaded and up to date with the store; 503 (with why) when writes made by
     another process could not be taken in, so answers would be stale."""
     view = engine.view
     if not ready(engine):
         detail = f"serving version {engine.version}, but {engine.not_ready_because()}"
         return JSONResponse(status_code=503, content=NotReady(status="not ready", detail=detail).model_dump())
-    return Ready(status="ready", snapshot=engine.version, documents=view.num_documents, chunks=view.live_passages)
+    return Ready(status="ready", snapshot=engine.version, documents=view.num_documents, passages=view.live_passages)
 
 
 @router.get(

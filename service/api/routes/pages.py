@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import jinja2
 from fastapi import APIRouter, Depends, Request
@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from service.api.dependencies import get_engine
+from service.api.dependencies import EngineDep
 from service.api.presentation import (
     PageInputError,
     cited_span,
@@ -26,10 +26,9 @@ from service.api.presentation import (
     search_request,
     split_around,
 )
-from service.api.routes.search import search_response
+from service.api.results import search_response
 from service.api.schemas import MAX_QUERY_CHARS, SearchRequest
 from service.api.security import require_read_key
-from service.engine import Engine
 from service.search.retrieval import Mode
 
 HERE = Path(__file__).resolve().parent.parent
@@ -84,7 +83,7 @@ def _error_page(
 @router.get("/", response_class=HTMLResponse)
 def search_page(
     request: Request,
-    engine: Annotated[Engine, Depends(get_engine)],
+    engine: EngineDep,
     q: str | None = None,
     k: str | None = None,
     mode: str | None = None,
@@ -117,7 +116,7 @@ def search_page(
 def document_view(
     request: Request,
     doc_id: str,
-    engine: Annotated[Engine, Depends(get_engine)],
+    engine: EngineDep,
     start: str | None = None,
     end: str | None = None,
 ) -> HTMLResponse:

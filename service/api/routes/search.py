@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.api.dependencies import get_engine, get_metrics
+from service.api.dependencies import EngineDep, MetricsDep
 from service.api.observability import Metrics
+from service.api.results import search_response
 from service.api.schemas import (
     BAD_BODY,
     BAD_INPUT,
@@ -19,18 +19,13 @@ from service.api.schemas import (
     OPTIONAL_KEY,
     TOO_LARGE,
     UNAVAILABLE,
-    Citation,
-    Highlight,
-    Scores,
     SearchBase,
     SearchBody,
     SearchQuery,
     SearchResponse,
-    SearchResult,
 )
 from service.api.security import require_read_key
 from service.engine import Engine
-from service.search.retrieval import Hit
 
 # Only doc_id and filter repeat; each other query parameter takes one value.
 REPEATABLE = frozenset({"doc_id", "filter"})
@@ -39,33 +34,6 @@ router = APIRouter(
     dependencies=[Depends(require_read_key)],
     responses={401: NEEDS_READ_KEY, 422: BAD_INPUT, 503: UNAVAILABLE},
 )
-
-
-def _result(hit: Hit) -> SearchResult:
-    return SearchResult(
-        rank=hit.rank,
-        score=hit.score,
-        text=hit.text,
-        citation=Citation(doc_id=hit.doc_id, title=hit.title, source=hit.source, start=hit.start, end=hit.end),
-        highlight=Highlight(text=hit.highlight_text, start=hit.highlight.start, end=hit.highlight.end),
-        scores=Scores(dense=hit.dense, bm25=hit.bm25, fused=hit.fused),
-        duplicates=[
-            Citation(doc_id=d.doc_id, title=d.title, source=d.source, start=d.start, end=d.end) for d in hit.duplicates
-        ],
-    )
-
-
-def search_response(request: SearchBase, engine: Engine, metrics: Metrics | None = None) -> SearchResponse:
-    """Run the search; with `metrics`, its time per stage is recorded."""
-    started = time.perf_counter()
-    timings: dict[str, float] | None = {} if metrics is not None else None
-    hits = engine.search(request.q, request.k, request.mode, request.search_filter(), timings=timings)
-    took_ms = (time.perf_counter() - started) * 1000
-    if metrics is not None and timings is not None:
-        metrics.observe_search(timings)
-    return SearchResponse(
-        query=request.q, mode=request.mode, took_ms=round(took_ms, 3), results=[_result(h) for h in hits]
-    )
 
 
 async def search_json(request: SearchBase, engine: Engine, metrics: Metrics) -> Response:
@@ -132,8 +100,8 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 )
 async def search_get(
     request: Request,
-    engine: Annotated[Engine, Depends(get_engine)],
-    metrics: Annotated[Metrics, Depends(get_metrics)],
+    engine: EngineDep,
+    metrics: MetricsDep,
 ) -> Response:
     """Rank passages for `q`. Every result's citation satisfies `document.text[start:end] == text`.
 
@@ -152,8 +120,8 @@ async def search_get(
 )
 async def search_post(
     request: SearchBody,
-    engine: Annotated[Engine, Depends(get_engine)],
-    metrics: Annotated[Metrics, Depends(get_metrics)],
+    engine: EngineDep,
+    metrics: MetricsDep,
 ) -> Response:
     """Same as `GET /search`, for clients that prefer a JSON body."""
     return await search_json(request, engine, metrics)

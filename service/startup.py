@@ -1,0 +1,105 @@
+"""Starting a service: the model, the index made ready for it (sources indexed, older formats migrated, an
+empty index to write into), and the checks that they belong together."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from indexer.build import open_or_create, sync_index
+from indexer.model.embedding import Embedder, ModelInfo
+from indexer.model.encoders import index_encoder_cache
+from indexer.store.migrate import migrate_if_needed
+from indexer.store.store import SegmentPolicy, StoreError, is_store, writer_lock
+from indexer.text.chunking import ChunkerConfig
+from indexer.text.documents import load_documents
+from indexer.text.lexical import BM25Config
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelMismatchError(StoreError):
+    """The index was embedded with another model than the one this process runs."""
+
+
+def segment_policy(settings: Settings) -> SegmentPolicy:
+    return SegmentPolicy(settings.seal_passages, settings.max_segments, settings.segment_index)
+
+
+def check_model(built_with: ModelInfo, embedder: Embedder, index_dir: Path) -> None:
+    """Refuse to serve an index whose vectors come from another model (answers would be silently wrong)."""
+    if built_with.fingerprint != embedder.info.fingerprint or built_with.dimension != embedder.info.dimension:
+        raise ModelMismatchError(
+            f"index at {index_dir} was built with model {built_with.name!r} ({built_with.path}, "
+            f"fingerprint {built_with.fingerprint[:12]}); this server runs {embedder.info.name!r} "
+            f"({embedder.info.path}, fingerprint {embedder.info.fingerprint[:12]}): re-index, "
+            f"or set CITELINE_MODEL={built_with.path}"
+        )
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The model on the configured encoder; ONNX exports are cached in `encoder_cache`, else the index directory."""
+    return Embedder(
+        settings.model,
+        batch_size=settings.batch_size,
+        encoder=settings.encoder,
+        query_encoder=settings.query_encoder,
+        cache_dir=index_encoder_cache(settings.index),
+        threads=settings.threads,
+        shared_cache=Path(settings.encoder_cache) if settings.encoder_cache else None,
+    )
+
+
+def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
+    """Chunker settings for this model: the target size is capped by the model's token limit."""
+    return ChunkerConfig(
+        passage_tokens=min(settings.passage_tokens, embedder.token_limit),
+        overlap_sentences=settings.overlap_sentences,
+        token_limit=embedder.token_limit,
+        embed_title=settings.embed_title,
+    )
+
+
+def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = True) -> None:
+    """Bring the index up to date with `settings.sources` (only new or changed documents are embedded).
+
+    Documents written through the API are kept; documents of the sources replace the rest.
+    """
+    from_sources = load_documents(settings.source_list())
+    migrate_if_needed(settings.index)
+    report = sync_index(
+        from_sources,
+        settings.index,
+        embedder,
+        chunker_config(settings, embedder),
+        show_progress=show_progress,
+        keep_api_documents=True,
+        segments=segment_policy(settings),
+    )
+    logger.info(
+        "indexed %d documents (%d passages, %d embedded, %d reused, %d removed) in %.1fs",
+        report.documents,
+        report.passages,
+        report.embedded_passages,
+        report.reused_documents,
+        report.removed_documents,
+        report.seconds,
+    )
+
+
+def prepare_index(settings: Settings, embedder: Embedder | None = None) -> Embedder | None:
+    """Make the index named by `settings` ready to load: `settings.sources` indexed first if any, a format 1
+    or 2 index migrated (no re-embedding), and with writes enabled (`CITELINE_API_KEY`) and no index yet, an
+    empty one created to write into. Returns the model if this needed it (so it is loaded once)."""
+    if settings.source_list():
+        embedder = embedder or load_embedder(settings)
+        index_sources(settings, embedder)
+        return embedder
+    migrate_if_needed(settings.index)
+    if settings.api_key and not is_store(settings.index):
+        logger.info("no index at %s: starting an empty one to add documents to", settings.index)
+        embedder = embedder or load_embedder(settings)
+        with writer_lock(settings.index):
+            open_or_create(settings.index, embedder, chunker_config(settings, embedder), BM25Config()).close()
+    return embedder
