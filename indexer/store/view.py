@@ -58,6 +58,14 @@ class Buffers:
         return buffer[: n + k]
 
 
+def gather_segments(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segments `values[ptr[r]:ptr[r + 1]]` of `rows`, concatenated, and their lengths (CSR rows, vectorised)."""
+    starts = ptr[rows]
+    lengths = ptr[rows + 1] - starts
+    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return values[np.repeat(starts, lengths) + offsets], lengths
+
+
 @dataclass(frozen=True)
 class Vectors:
     """A column of vectors in parts: sealed segments' arrays (memory-mapped), then the unsealed rows."""
@@ -209,6 +217,18 @@ class View:
 
     def sentence_span(self, row: int) -> Span:
         return Span(int(self.sentence_starts[row]), int(self.sentence_ends[row]))
+
+    def sentences_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sentence rows of passage `rows`, one passage after another, and how many each has."""
+        return gather_segments(self.passage_sentence_ptr, self.passage_sentence_rows, rows)
+
+    def sentence_terms(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The term ids of sentence `rows`, one sentence after another, and how many each has."""
+        return gather_segments(self.sentence_term_ptr, self.sentence_term_ids, rows)
+
+    def passage_terms(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The BM25 term ids of passage `rows` (repeats kept), one passage after another, and their counts."""
+        return gather_segments(self.passage_term_ptr, self.passage_term_ids, rows)
 
     def sentence_rows_of(self, row: int) -> np.ndarray:
         return self.passage_sentence_rows[self.passage_sentence_ptr[row] : self.passage_sentence_ptr[row + 1]]

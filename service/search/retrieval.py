@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from indexer.store.view import Vectors, View
+from indexer.store.view import Vectors, View, gather_segments
 from indexer.text.documents import reads_as_headline
 from indexer.text.lexical import Analyzer, term_id
 from indexer.text.sentences import Span, line_of
@@ -205,14 +205,6 @@ def term_coverage(sentence_ids: np.ndarray, query_ids: np.ndarray, query_weights
     return float(query_weights[np.isin(query_ids, sentence_ids)].sum()) / total
 
 
-def gather_segments(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The segments `values[ptr[r]:ptr[r + 1]]` of `rows`, concatenated, and their lengths (CSR rows, vectorised)."""
-    starts = ptr[rows]
-    lengths = ptr[rows + 1] - starts
-    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return values[np.repeat(starts, lengths) + offsets], lengths
-
-
 def sentence_coverage(
     view: View, sentence_rows: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray
 ) -> np.ndarray:
@@ -224,7 +216,7 @@ def sentence_coverage(
     total = float(query_weights.sum())
     if total <= 0 or len(sentence_rows) == 0:
         return coverage
-    terms, lengths = gather_segments(view.sentence_term_ptr, view.sentence_term_ids, sentence_rows)
+    terms, lengths = view.sentence_terms(sentence_rows)
     owner = np.repeat(np.arange(len(sentence_rows)), lengths)
     slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
     hit = query_ids[slot] == terms
@@ -249,7 +241,7 @@ def bm25(
 
 def term_frequencies(view: View, rows: np.ndarray, query_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How often each of the sorted, distinct `query_ids` occurs in each passage row, and the rows' term counts."""
-    terms, lengths = gather_segments(view.passage_term_ptr, view.passage_term_ids, rows)
+    terms, lengths = view.passage_terms(rows)
     tf = np.zeros((len(rows), len(query_ids)))
     if len(query_ids) and len(terms):
         owner = np.repeat(np.arange(len(rows)), lengths)
@@ -428,7 +420,7 @@ class Retriever:
         """Blended dense score of each passage row: its own cosine and its best sentence's."""
         view = self.view
         passage = view.passage_vectors.take(rows) @ vector
-        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, rows)
+        sentence_rows, lengths = view.sentences_of(rows)
         best = segment_max(view.sentence_vectors.take(sentence_rows) @ vector, lengths)
         weight = self.config.sentence_weight
         return np.asarray((1 - weight) * passage + weight * best)
@@ -574,7 +566,7 @@ class Retriever:
         """The answer-score features of the sentences of `rows` (their cosine, term coverage, cues)."""
         view = self.view
         row_array = np.asarray(rows, dtype=np.int64)
-        sentence_rows, lengths = gather_segments(view.passage_sentence_ptr, view.passage_sentence_rows, row_array)
+        sentence_rows, lengths = view.sentences_of(row_array)
         vector = question.vector
         return SentenceFeatures(
             tuple(rows),

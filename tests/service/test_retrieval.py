@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from indexer.store.view import gather_segments
 from service.search.retrieval import (
     Span,
     convex_fusion,
-    gather_segments,
     min_max,
     overlap_fraction,
     rank_order,
