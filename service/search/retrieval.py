@@ -45,6 +45,11 @@ class RetrievalConfig:
     rerank_depth: int = 30  # ... over this many of the best fused passages
     heading_penalty: float = 0.5  # answering sentence, both stages: taken off a sentence of a headline-like line
     skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
+    document_bm25: float = 0.0  # BM25 score: weight of the whole document's (title and text) against the passage's
+    document_dense: float = 0.0  # dense score: weight of the document's against the passage's
+    document_vector: str = "mean"  # the document's dense score: cosine to its "mean" passage vector, or the "max"
+    document_passages: int = 64  # document evidence reads a document's first this many passages
+    normalize: str = "minmax"  # convex fusion rescales each retriever's scores by "minmax" or "zscore"
 
     @property
     def highlight_weights(self) -> SentenceWeights:
@@ -168,15 +173,31 @@ def min_max(scores: dict[int, float]) -> dict[int, float]:
     return {item: (value - low) / spread if spread > 0 else 0.0 for item, value in scores.items()}
 
 
-def convex_fusion(dense: dict[int, float], bm25: dict[int, float], dense_weight: float = 0.5) -> dict[int, float]:
-    """Weighted sum of min-max normalised dense and BM25 scores over the union of both candidate sets.
+def z_scores(scores: dict[int, float]) -> dict[int, float]:
+    """Scores as standard deviations from their mean (all 0 when they are all equal)."""
+    if not scores:
+        return {}
+    values = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    spread = float(values.std())
+    mean = float(values.mean())
+    return {item: (value - mean) / spread if spread > 0 else 0.0 for item, value in scores.items()}
+
+
+NORMALIZERS: dict[str, Callable[[dict[int, float]], dict[int, float]]] = {"minmax": min_max, "zscore": z_scores}
+
+
+def convex_fusion(
+    dense: dict[int, float], bm25: dict[int, float], dense_weight: float = 0.5, normalize: str = "minmax"
+) -> dict[int, float]:
+    """Weighted sum of normalised dense and BM25 scores over the union of both candidate sets.
 
     Unlike reciprocal rank fusion it keeps how far apart scores are; an item missing from one
-    candidate list gets that list's minimum. (Bruch et al. 2023 find it at least as robust as RRF.)
+    candidate list gets that list's lowest. (Bruch et al. 2023 find it at least as robust as RRF.)
     """
-    dense_n, bm25_n = min_max(dense), min_max(bm25)
+    dense_n, bm25_n = NORMALIZERS[normalize](dense), NORMALIZERS[normalize](bm25)
+    dense_low, bm25_low = min(dense_n.values(), default=0.0), min(bm25_n.values(), default=0.0)
     return {
-        item: dense_weight * dense_n.get(item, 0.0) + (1 - dense_weight) * bm25_n.get(item, 0.0)
+        item: dense_weight * dense_n.get(item, dense_low) + (1 - dense_weight) * bm25_n.get(item, bm25_low)
         for item in dense.keys() | bm25.keys()
     }
 
@@ -249,6 +270,32 @@ def term_frequencies(view: View, rows: np.ndarray, query_ids: np.ndarray) -> tup
         hit = query_ids[slot] == terms
         np.add.at(tf, (owner[hit], slot[hit]), 1.0)
     return tf, lengths.astype(np.float64)
+
+
+def document_bm25(
+    tf: np.ndarray,
+    lengths: np.ndarray,
+    owners: np.ndarray,
+    documents: int,
+    average_length: float,
+    weights: np.ndarray,
+    k1: float,
+    b: float,
+) -> np.ndarray:
+    """BM25 of whole documents from the term counts of their parts: `tf` (parts x query terms) and `lengths`
+    per part, `owners` the document (0 .. documents - 1) of each part. A document's counts are its parts'
+    sums, so it is scored as one text."""
+    if tf.size == 0:
+        return np.zeros(documents)
+    doc_tf = np.zeros((documents, tf.shape[1]))
+    np.add.at(doc_tf, owners, tf)
+    doc_lengths = np.bincount(owners, weights=lengths, minlength=documents)
+    return bm25(doc_tf, doc_lengths, average_length, weights, k1, b)
+
+
+def with_document(passage: np.ndarray, document: np.ndarray, weight: float) -> np.ndarray:
+    """A passage's score with its document's weighed in: (1 - weight) * passage + weight * document."""
+    return (1 - weight) * passage + weight * document
 
 
 def sentence_scores(
@@ -402,6 +449,7 @@ class Retriever:
         self.analyzer = analyzer
         self.config = config or RetrievalConfig()
         self._facts = SentenceFacts(len(view.sentence_starts), self._find_facts)
+        self._titles: dict[int, np.ndarray] = {}
 
     def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
         """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
@@ -507,6 +555,8 @@ class Retriever:
         dense = self._dense_candidates_scored(question, depth, allowed, lexical if mode == Mode.hybrid else None)
         if vector is not None:
             clock.lap("dense")
+        if config.document_bm25 or config.document_dense:
+            dense, lexical = self._with_documents(question, mode, dense, lexical)
         fused = self._fuse(mode, dense, lexical)
         features = None
         if mode == Mode.hybrid and config.answer_rerank > 0:
@@ -560,7 +610,74 @@ class Retriever:
             return dense
         if self.config.fusion == "rrf":
             return rrf_fusion(dense, lexical)
-        return convex_fusion(dense, lexical, self.config.dense_weight)
+        return convex_fusion(dense, lexical, self.config.dense_weight, self.config.normalize)
+
+    def _with_documents(
+        self, question: Question, mode: Mode, dense: dict[int, float], lexical: dict[int, float]
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """Each candidate's scores with its whole document's weighed in (`document_bm25`, `document_dense`).
+
+        A passage is the unit returned, but the evidence that a document answers is often spread over it:
+        a claim's terms over an abstract, a topic over an article. In hybrid mode every candidate gets both
+        scores, its own BM25 included, so neither retriever's list stands in a 0 for what it did not find.
+        """
+        config = self.config
+        keys = {Mode.dense: dense.keys(), Mode.bm25: lexical.keys()}.get(mode, dense.keys() | lexical.keys())
+        rows = np.fromiter(keys, dtype=np.int64)
+        rows.sort()
+        if not len(rows):
+            return dense, lexical
+        doc_rows, owner = np.unique(self.view.passage_docs[rows], return_inverse=True)
+        if mode != Mode.dense and config.document_bm25:
+            scores = np.asarray([lexical.get(r, np.nan) for r in rows.tolist()])
+            missing = np.isnan(scores)
+            if missing.any():
+                scores[missing] = self.bm25_scores(rows[missing], question.terms) if len(question.terms.ids) else 0.0
+            whole = self.document_scores_bm25(doc_rows, question.terms)[owner]
+            lexical = dict(zip(rows.tolist(), with_document(scores, whole, config.document_bm25).tolist(), strict=True))
+        if mode != Mode.bm25 and config.document_dense and question.vector is not None:
+            scores = np.asarray([dense[r] for r in rows.tolist()])
+            whole = self.document_scores_dense(doc_rows, question.vector)[owner]
+            dense = dict(zip(rows.tolist(), with_document(scores, whole, config.document_dense).tolist(), strict=True))
+        return dense, lexical
+
+    def document_scores_bm25(self, doc_rows: np.ndarray, query: QueryTerms) -> np.ndarray:
+        """BM25 of each document row as one text: its title and its (first `document_passages`) passages."""
+        view, analyzer = self.view, self.analyzer
+        if not len(query.ids):
+            return np.zeros(len(doc_rows))
+        passage_rows, counts = view.passages_of_documents(doc_rows, self.config.document_passages)
+        tf, lengths = term_frequencies(view, passage_rows, query.ids)
+        owners = np.repeat(np.arange(len(doc_rows)), counts)
+        titles = [self._title_terms(int(d)) for d in doc_rows.tolist()]
+        title_tf = np.asarray([[float(np.count_nonzero(t == i)) for i in query.ids.tolist()] for t in titles])
+        tf = np.vstack([tf, title_tf.reshape(len(doc_rows), len(query.ids))])
+        lengths = np.concatenate([lengths, [float(len(t)) for t in titles]])
+        owners = np.concatenate([owners, np.arange(len(doc_rows))])
+        average = view.live_terms / max(view.num_documents, 1)
+        config = analyzer.config
+        return document_bm25(tf, lengths, owners, len(doc_rows), average, query.idf * query.counts, config.k1, config.b)
+
+    def document_scores_dense(self, doc_rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Cosine of each document row to the question: of the mean of its passages' vectors, or their best."""
+        view = self.view
+        passage_rows, counts = view.passages_of_documents(doc_rows, self.config.document_passages)
+        vectors = view.passage_vectors.take(passage_rows)
+        if self.config.document_vector == "max":
+            return segment_max(vectors @ vector, counts)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        means = np.add.reduceat(vectors, starts, axis=0)
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        return np.asarray(means @ vector)
+
+    def _title_terms(self, doc_row: int) -> np.ndarray:
+        """The BM25 term ids of a document's title (kept: titles are read again by every question)."""
+        found = self._titles.get(doc_row)
+        if found is None:
+            title = self.view.documents[doc_row].title or ""
+            found = np.asarray([term_id(t) for t in self.analyzer.terms(title)], dtype=np.int64)
+            self._titles[doc_row] = found
+        return found
 
     def _features(self, question: Question, rows: Sequence[int]) -> SentenceFeatures:
         """The answer-score features of the sentences of `rows` (their cosine, term coverage, cues)."""
@@ -679,6 +796,7 @@ class Retriever:
         chosen: list[int] = []
         folded: dict[int, list[int]] = {}
         words: dict[int, set[str]] = {}
+        copies = _Copies(view, ordered) if config.copy_similarity <= 1 else None
         for row in ordered:
             span = view.passage_span(row)
             doc = view.passage_docs[row]
@@ -688,25 +806,23 @@ class Retriever:
                 for other in chosen
             ):
                 continue
-            original = self._copy_of(row, chosen, words)
+            original = self._copy_of(row, chosen, words, copies) if copies is not None else None
             if original is not None:
                 folded.setdefault(original, []).append(row)
                 continue
             chosen.append(row)
+            if copies is not None:
+                copies.choose(row)
             if len(chosen) == k:
                 break
         return chosen, folded
 
-    def _copy_of(self, row: int, chosen: Sequence[int], words: dict[int, set[str]]) -> int | None:
+    def _copy_of(self, row: int, chosen: Sequence[int], words: dict[int, set[str]], copies: _Copies) -> int | None:
         """The chosen row of another document that `row` nearly repeats word for word, if any."""
         view, config = self.view, self.config
-        if config.copy_similarity > 1:
-            return None
-        for other in chosen:
+        for other in copies.alike(row):  # cheap filter first: copies embed alike
             if view.passage_docs[other] == view.passage_docs[row]:
                 continue
-            if float(np.dot(*view.passage_vectors.take(np.array([row, other])))) < COPY_COSINE:
-                continue  # cheap filter: copies embed alike
             for r in (row, other):
                 if r not in words:
                     words[r] = set(view.passage_text(r).lower().split())
@@ -714,3 +830,23 @@ class Retriever:
             if union and len(words[row] & words[other]) / union >= config.copy_similarity:
                 return other
         return None
+
+
+class _Copies:
+    """The vectors of a search's ranked rows, read once, to find which chosen rows a row embeds alike."""
+
+    def __init__(self, view: View, ordered: Sequence[int]) -> None:
+        self._position = {row: i for i, row in enumerate(ordered)}
+        self._vectors = view.passage_vectors.take(np.asarray(ordered, dtype=np.int64))
+        self._chosen: list[int] = []
+
+    def choose(self, row: int) -> None:
+        self._chosen.append(row)
+
+    def alike(self, row: int) -> list[int]:
+        """The chosen rows whose vectors are within `COPY_COSINE` of `row`'s, in the order they were chosen."""
+        if not self._chosen:
+            return []
+        at = [self._position[r] for r in self._chosen]
+        cosines = self._vectors[at] @ self._vectors[self._position[row]]
+        return [r for r, c in zip(self._chosen, cosines.tolist(), strict=True) if c >= COPY_COSINE]
