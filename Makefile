@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench bench-writes crash clean browser screenshot fuzz load
+.PHONY: install index serve test lint bench bench-quality bench-writes crash clean browser screenshot fuzz load
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Ranking quality on every development set in ../shared/eval (tuning and reporting halves), the plain
+# whole-document baselines and one row per lever: writes bench/QUALITY.md (bench/ranking.py).
+bench-quality: $(BENCH_STAMP)
+	$(BIN)/python -m bench.ranking $(QUALITY_ARGS)
 
 # Write cost at 10k, 100k and 1M passages (add, replace, delete, 1,000 at once): writes bench/WRITES.md and its plot.
 # Commas cannot go in a $(or ...) default: make splits its arguments on them.

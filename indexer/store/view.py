@@ -230,6 +230,17 @@ class View:
         """The BM25 term ids of passage `rows` (repeats kept), one passage after another, and their counts."""
         return gather_segments(self.passage_term_ptr, self.passage_term_ids, rows)
 
+    def passages_of_documents(self, doc_rows: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The passage rows of document `doc_rows`, one document after another (its first `limit` passages at
+        most), and how many each has."""
+        ptr = np.append(self.doc_passages, self.num_passages)
+        starts = ptr[doc_rows]
+        counts = np.minimum(ptr[doc_rows + 1] - starts, limit)
+        if not len(counts):
+            return np.zeros(0, np.int64), counts
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        return np.repeat(starts, counts) + offsets, counts
+
     def sentence_rows_of(self, row: int) -> np.ndarray:
         return self.passage_sentence_rows[self.passage_sentence_ptr[row] : self.passage_sentence_ptr[row + 1]]
 

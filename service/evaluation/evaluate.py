@@ -129,10 +129,14 @@ def answer_highlighted(hits: Sequence[Hit], query: Query) -> bool | None:
 
 
 def judge_beir(hits: Sequence[Hit], query: Query) -> Judged:
-    """Document-level: a document's rank is the rank of its first passage."""
+    """Document-level: a document's rank is the rank of its first passage.
+
+    A document whose id is the query's is left out (BEIR's `ignore_identical_ids`): sets whose queries are
+    documents of the corpus (ArguAna's arguments) would otherwise find the query itself first.
+    """
     seen: list[str] = []
     for hit in hits:
-        if hit.doc_id not in seen:
+        if hit.doc_id not in seen and hit.doc_id != query.query_id:
             seen.append(hit.doc_id)
     return Judged(
         [query.relevant.get(d, 0.0) for d in seen], list(query.relevant.values()), answer_highlighted(hits, query)

@@ -163,3 +163,9 @@ def test_beir_answers_and_corpus_groups_are_read(tmp_path: Path):
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\tA::0\t1\n")
     assert load_beir(folder).queries[0].answers == ("one",)
     assert corpus_groups(folder / "corpus.jsonl") == {"A::0": "A", "B::0": "B::0"}
+
+
+def test_judge_beir_leaves_out_the_document_that_is_the_query_itself():
+    query = Query("a", "an argument", {"b": 1.0})
+    judged = judge_beir([hit("a", "p1"), hit("b", "p2")], query)
+    assert judged.ranked_gains == [1.0]

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from indexer.store.view import gather_segments
 from service.search.retrieval import (
     Span,
+    bm25,
     convex_fusion,
+    document_bm25,
     min_max,
     overlap_fraction,
     rank_order,
@@ -18,6 +20,8 @@ from service.search.retrieval import (
     segment_max,
     top_allowed,
     top_indices,
+    with_document,
+    z_scores,
 )
 
 
@@ -72,3 +76,38 @@ def test_overlap_fraction_is_the_shared_share_of_the_shorter_span():
     assert overlap_fraction(Span(0, 10), Span(10, 20)) == 0.0
     assert overlap_fraction(Span(0, 100), Span(20, 30)) == 1.0
     assert overlap_fraction(Span(3, 3), Span(0, 10)) == 0.0
+
+
+def test_z_scores_center_and_scale_and_flatten_ties():
+    assert z_scores({1: 1.0, 2: 3.0}) == pytest.approx({1: -1.0, 2: 1.0})
+    assert z_scores({1: 5.0, 2: 5.0}) == {1: 0.0, 2: 0.0}
+    assert z_scores({}) == {}
+
+
+def test_convex_fusion_by_z_scores_gives_missing_items_the_lowest_of_the_list():
+    dense = {1: 0.9, 2: 0.5}  # z: 1, -1
+    bm25 = {2: 4.0, 3: 2.0}  # z: 1, -1
+    fused = convex_fusion(dense, bm25, dense_weight=0.5, normalize="zscore")
+    # 1 lacks a BM25 score and 3 a dense one: each gets that list's lowest (-1), not its mean (0).
+    assert fused == pytest.approx({1: 0.0, 2: 0.0, 3: -1.0})
+
+
+def test_document_bm25_scores_a_document_as_the_sum_of_its_parts():
+    # Two documents: the first in two parts (terms a, a, b | b, c), the second in one (c, c).
+    parts_tf = np.array([[2.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 2.0]])
+    lengths = np.array([3.0, 2.0, 2.0])
+    weights = np.array([1.5, 0.7, 1.1])
+    scores = document_bm25(parts_tf, lengths, np.array([0, 0, 1]), 2, 3.5, weights, 0.9, 0.75)
+    whole = bm25(np.array([[2.0, 2.0, 1.0], [0.0, 0.0, 2.0]]), np.array([5.0, 2.0]), 3.5, weights, 0.9, 0.75)
+    assert scores == pytest.approx(whole)
+    assert document_bm25(np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int64), 3, 1.0, weights, 0.9, 0.75).tolist() == [
+        0.0,
+        0.0,
+        0.0,
+    ]
+
+
+def test_with_document_mixes_the_passage_and_its_document():
+    passage, document = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert with_document(passage, document, 0.0).tolist() == [1.0, 0.0]
+    assert with_document(passage, document, 0.25).tolist() == [0.75, 0.25]
