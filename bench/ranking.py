@@ -40,6 +40,9 @@ LEVERS: dict[str, RetrievalConfig] = {
     "no second stage (best-sentence answer score)": RetrievalConfig(answer_rerank=0.0),
     "no headline penalty": RetrievalConfig(heading_penalty=0.0),
     "dense: passage cosine only (no best sentence)": RetrievalConfig(sentence_weight=0.0),
+    "document BM25 weighed in at 0.5": RetrievalConfig(document_bm25=0.5),
+    "document mean vector weighed in at 0.3": RetrievalConfig(document_dense=0.3),
+    "fusion: z-scores instead of min-max": RetrievalConfig(normalize="zscore"),
 }
 
 
