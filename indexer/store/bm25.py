@@ -4,6 +4,8 @@ Each passage is one tantivy document: its BM25 terms as stored in the record fil
 Citeline's own analysis gave, `indexer/text/lexical.py`, written in hex and split again by tantivy's whitespace
 tokenizer), the id of its stored document version (`doc`, for deletes) and its ordinal in it (`ord`). The
 index analyses no text: a replay reads the stored terms, and a question's terms go through the same ids.
+Each stored document also gets one entry of its distinct terms in `doc_terms`, so the index counts in how many
+documents, not only passages, a term occurs: whole-document BM25 needs that idf (issue #21).
 
 The index follows the record file's operation log: `APPLIED` holds the last sequence number committed
 here, and `catch_up` replays the rest, deleting a document version before adding it, so a replay after a
@@ -14,6 +16,7 @@ under the index's writer lock, and closed again so another process can write nex
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import shutil
@@ -29,9 +32,14 @@ from indexer.errors import CitelineError
 from indexer.store.records import Records
 from indexer.text.lexical import term_id
 
+logger = logging.getLogger(__name__)
+
 BM25_DIR = "bm25"
 APPLIED_FILE = "APPLIED"
 _WRITER_HEAP = 50_000_000
+# Every document entry holds this token too: its document frequency is the number of documents.
+_EVERY_DOCUMENT = "all"
+_DOCUMENT_ORD = 2**32  # the `ord` of a document entry (no passage has it)
 
 
 def _readable_as_umask_allows(folder: Path) -> None:
@@ -51,9 +59,12 @@ class BM25Error(CitelineError, RuntimeError):
     """The BM25 index is missing, damaged or could not be written."""
 
 
-def _schema() -> tantivy.Schema:
+def _schema(documents: bool = True) -> tantivy.Schema:
+    """The index's fields; `documents=False`: as indexes written before the document entries were."""
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("terms", tokenizer_name="whitespace", index_option="freq")
+    if documents:
+        builder.add_text_field("doc_terms", tokenizer_name="whitespace", index_option="basic")
     builder.add_unsigned_field("doc", indexed=True, fast=True)
     builder.add_unsigned_field("ord", fast=True)
     return builder.build()
@@ -76,10 +87,16 @@ class BM25Hits:
 class BM25Searcher:
     """One point-in-time view of the BM25 index: what a search reads, never changed."""
 
-    def __init__(self, searcher: tantivy.Searcher, schema: tantivy.Schema) -> None:
+    def __init__(self, searcher: tantivy.Searcher, schema: tantivy.Schema, documents: bool = True) -> None:
         self._searcher = searcher
         self._schema = schema
-        self.num_docs = int(searcher.num_docs)
+        self.has_documents = documents  # False: an index of the older schema, read-only here (no document idf)
+        self.num_documents = 0
+        if documents:  # live entries only (a term's doc_freq still counts deleted ones until they merge away)
+            every = tantivy.Query.term_query(schema, "doc_terms", _EVERY_DOCUMENT)
+            found = searcher.search(every, 1, count=True)
+            self.num_documents = int(found.count or 0)  # type: ignore[attr-defined]  # (missing from the stub)
+        self.num_docs = int(searcher.num_docs) - self.num_documents  # passages
 
     def _query(self, terms: Sequence[str]) -> tantivy.Query:
         return tantivy.Query.boolean_query(
@@ -115,10 +132,17 @@ class BM25Searcher:
 
     def idf(self, terms: Sequence[str]) -> np.ndarray:
         """Inverse document frequency of each term over the passages (Lucene's, as tantivy scores with)."""
-        n = self.num_docs
+        return self._idf("terms", terms, self.num_docs)
+
+    def document_idf(self, terms: Sequence[str]) -> np.ndarray | None:
+        """Lucene's idf of each term over whole documents; None for an index without document entries."""
+        return self._idf("doc_terms", terms, self.num_documents) if self.has_documents else None
+
+    def _idf(self, field: str, terms: Sequence[str], n: int) -> np.ndarray:
         values = []
         for term in terms:
-            df = self._searcher.doc_freq("terms", token(term))
+            # Counts entries deleted but not yet merged away, as Lucene's does: they fade as segments merge.
+            df = min(self._searcher.doc_freq(field, token(term)), n)
             values.append(math.log1p((n - df + 0.5) / (df + 0.5)) if df else 0.0)
         return np.asarray(values, dtype=np.float64)
 
@@ -131,6 +155,8 @@ class BM25Index:
         read, so it reads a private copy of the folder (removed at exit)."""
         self.folder = folder
         self._schema = _schema()
+        self._documents = True
+        self.outdated = False  # of the schema before document entries: the next catch-up rebuilds it
         opened = folder
         try:
             if read_only:
@@ -140,7 +166,7 @@ class BM25Index:
                 opened.chmod(0o700)  # copytree copies the folder's (read-only) mode
             else:
                 folder.mkdir(parents=True, exist_ok=True)
-            self._index = tantivy.Index(self._schema, path=str(opened), reuse=True)
+            self._index = self._open(opened, read_only)
         except (ValueError, OSError) as error:
             if read_only:
                 shutil.rmtree(opened.parent, ignore_errors=True)
@@ -148,6 +174,25 @@ class BM25Index:
                 f"{folder}: the BM25 index cannot be opened ({error}); delete the folder and open the index for "
                 "writing to rebuild it from the record file"
             ) from None
+
+    def _open(self, path: Path, read_only: bool) -> tantivy.Index:
+        """The index at `path`. One written before the document entries is read as it is (no document idf)
+        until the next catch-up, under the writer lock, rebuilds it (`outdated`); read-only, it stays so."""
+        try:
+            return tantivy.Index(self._schema, path=str(path), reuse=True)
+        except ValueError as error:
+            if "schema does not match" not in str(error):
+                raise
+        self._schema, self._documents, self.outdated = _schema(documents=False), False, not read_only
+        return tantivy.Index(self._schema, path=str(path), reuse=True)
+
+    def _rebuild(self) -> None:
+        """Start the index over with the current schema; the catch-up that calls this replays the whole log."""
+        logger.warning("%s: the BM25 index predates document entries; rebuilding it from the record file", self.folder)
+        shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True)
+        self._schema, self._documents, self.outdated = _schema(), True, False
+        self._index = tantivy.Index(self._schema, path=str(self.folder), reuse=True)
 
     @property
     def applied(self) -> int:
@@ -166,6 +211,11 @@ class BM25Index:
 
     def catch_up(self, records: Records) -> int:
         """Apply the log entries past `applied`; returns how many. Call under the index's writer lock."""
+        if self.outdated:
+            try:
+                self._rebuild()
+            except (ValueError, OSError) as error:
+                raise BM25Error(f"{self.folder}: the BM25 index could not be rebuilt ({error})") from None
         ops = records.ops_since(self.applied)
         if not ops:
             return 0
@@ -187,6 +237,13 @@ class BM25Index:
                     document.add_unsigned("doc", op.key)
                     document.add_unsigned("ord", ordinal)
                     writer.add_document(document)
+                if self._documents:
+                    whole = tantivy.Document()
+                    distinct = sorted({t for terms in passages for t in terms})
+                    whole.add_text("doc_terms", " ".join([_EVERY_DOCUMENT, *(format(t, "x") for t in distinct)]))
+                    whole.add_unsigned("doc", op.key)
+                    whole.add_unsigned("ord", _DOCUMENT_ORD)
+                    writer.add_document(whole)
             writer.commit()
             writer.wait_merging_threads()
         except (ValueError, OSError) as error:
@@ -199,7 +256,7 @@ class BM25Index:
         """A view of the index as last committed (by this process or another)."""
         try:
             self._index.reload()
-            return BM25Searcher(self._index.searcher(), self._schema)
+            return BM25Searcher(self._index.searcher(), self._schema, self._documents)
         except (ValueError, OSError) as error:
             raise BM25Error(
                 f"{self.folder}: the BM25 index cannot be read ({error}); restore it from a backup, or delete the "

@@ -14,17 +14,19 @@ import bm25s
 import numpy as np
 import pytest
 import Stemmer
+import tantivy
 from fastapi.testclient import TestClient
 
 from indexer.collection import API_SOURCE
 from indexer.model.embedding import Embedder
+from indexer.store import bm25 as bm25_module
 from indexer.store.bm25 import APPLIED_FILE, BM25_DIR
 from indexer.store.legacy import read_legacy
 from indexer.store.maintenance import backup, verify_index
 from indexer.store.records import RECORDS_FILE, DiskFullError
 from indexer.store.store import FORMAT_VERSION, NoIndexError, Store, StoreError
 from indexer.text.documents import Document
-from indexer.text.lexical import bm25_texts, document_acronyms, mark_acronyms
+from indexer.text.lexical import bm25_texts, document_acronyms, mark_acronyms, term_id
 from service.api.app import create_app
 from service.engine import Engine
 from service.search.filters import SearchFilter
@@ -138,6 +140,50 @@ def test_a_lost_bm25_index_is_rebuilt_from_the_record_file(index_copy: Path, emb
     shutil.rmtree(index_copy / BM25_DIR)
     rebuilt = Engine.load(Settings(index=index_copy), embedder=embedder)
     assert ranking(rebuilt, Mode.bm25) == ranking(engine, Mode.bm25)
+
+
+def test_a_bm25_index_without_document_entries_is_rebuilt_with_them(
+    index_copy: Path, embedder: Embedder, engine: Engine
+):
+    """Indexes written before the document entries: served as they are, rebuilt by the first catch-up."""
+    store = Store.open(index_copy)
+    keys = store.records.keys()
+    stored = store.records.passage_terms(keys)
+    seq = store.records.last_seq()
+    store.close()
+    shutil.rmtree(index_copy / BM25_DIR)
+    (index_copy / BM25_DIR).mkdir()
+    old = tantivy.Index(bm25_module._schema(documents=False), path=str(index_copy / BM25_DIR))
+    writer = old.writer(num_threads=1)
+    for key, passages in stored.items():
+        for ordinal, terms in enumerate(passages):
+            entry = tantivy.Document()
+            entry.add_text("terms", " ".join(format(t, "x") for t in terms))
+            entry.add_unsigned("doc", key)
+            entry.add_unsigned("ord", ordinal)
+            writer.add_document(entry)
+    writer.commit()
+    writer.wait_merging_threads()
+    (index_copy / BM25_DIR / APPLIED_FILE).write_text(f"{seq}\n")
+
+    reopened = Store.open(index_copy)
+    assert reopened.bm25.outdated
+    before = reopened.bm25.searcher()
+    assert not before.has_documents and before.document_idf(["raqqa"]) is None
+    reopened.close()
+    rebuilt = Engine.load(Settings(index=index_copy), embedder=embedder)
+    searcher = rebuilt.view.bm25
+    assert searcher is not None and searcher.has_documents
+    assert searcher.num_docs == sum(len(p) for p in stored.values()), "document entries are not passages"
+    assert searcher.num_documents == len(keys)
+    assert ranking(rebuilt, Mode.bm25) == ranking(engine, Mode.bm25)
+    # Document frequency counts each document once, however many of its passages hold the term.
+    analyzer = rebuilt.retriever().analyzer
+    (raqqa,) = analyzer.terms("Raqqa")
+    holding = sum(any(term_id(raqqa) in terms for terms in passages) for passages in stored.values())
+    expected = math.log1p((len(keys) - holding + 0.5) / (holding + 0.5))
+    assert searcher.document_idf([raqqa]) == pytest.approx([expected])
+    assert searcher.idf([raqqa])[0] != pytest.approx(expected), "passage idf differs on these articles"
 
 
 @pytest.mark.parametrize("mode", list(Mode))
