@@ -34,15 +34,17 @@ Metrics = dict[str, float]
 # Each lever of the ranking, switched off (or to its alternative), one at a time.
 LEVERS: dict[str, RetrievalConfig] = {
     "default": RetrievalConfig(),
+    "no document evidence": RetrievalConfig(document_bm25=0.0, document_dense=0.0),
+    "no document BM25": RetrievalConfig(document_bm25=0.0),
+    "no document vector": RetrievalConfig(document_dense=0.0),
+    "document BM25 0.8, vector 0.5": RetrievalConfig(document_bm25=0.8, document_dense=0.5),
+    "document evidence fading beyond 12 passages": RetrievalConfig(document_span=12),
     "fusion: RRF instead of convex": RetrievalConfig(fusion="rrf"),
     "fusion: dense weight 0.6": RetrievalConfig(dense_weight=0.6),
-    "fusion: dense weight 0.4": RetrievalConfig(dense_weight=0.4),
+    "fusion: z-scores instead of min-max": RetrievalConfig(normalize="zscore"),
     "no second stage (best-sentence answer score)": RetrievalConfig(answer_rerank=0.0),
     "no headline penalty": RetrievalConfig(heading_penalty=0.0),
     "dense: passage cosine only (no best sentence)": RetrievalConfig(sentence_weight=0.0),
-    "document BM25 weighed in at 0.5": RetrievalConfig(document_bm25=0.5),
-    "document mean vector weighed in at 0.3": RetrievalConfig(document_dense=0.3),
-    "fusion: z-scores instead of min-max": RetrievalConfig(normalize="zscore"),
 }
 
 

@@ -233,13 +233,18 @@ class View:
     def passages_of_documents(self, doc_rows: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The passage rows of document `doc_rows`, one document after another (its first `limit` passages at
         most), and how many each has."""
-        ptr = np.append(self.doc_passages, self.num_passages)
-        starts = ptr[doc_rows]
-        counts = np.minimum(ptr[doc_rows + 1] - starts, limit)
+        starts = self.doc_passages[doc_rows]
+        counts = np.minimum(self.document_sizes(doc_rows), limit)
         if not len(counts):
             return np.zeros(0, np.int64), counts
         offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         return np.repeat(starts, counts) + offsets, counts
+
+    def document_sizes(self, doc_rows: np.ndarray) -> np.ndarray:
+        """How many passages each of document `doc_rows` has."""
+        following = doc_rows + 1
+        ends = self.doc_passages[np.minimum(following, len(self.doc_passages) - 1)]
+        return np.where(following < len(self.doc_passages), ends, self.num_passages) - self.doc_passages[doc_rows]
 
     def sentence_rows_of(self, row: int) -> np.ndarray:
         return self.passage_sentence_rows[self.passage_sentence_ptr[row] : self.passage_sentence_ptr[row + 1]]

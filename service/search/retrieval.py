@@ -45,10 +45,11 @@ class RetrievalConfig:
     rerank_depth: int = 30  # ... over this many of the best fused passages
     heading_penalty: float = 0.5  # answering sentence, both stages: taken off a sentence of a headline-like line
     skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
-    document_bm25: float = 0.0  # BM25 score: weight of the whole document's (title and text) against the passage's
-    document_dense: float = 0.0  # dense score: weight of the document's against the passage's
+    document_bm25: float = 0.5  # BM25 score: weight of the whole document's (title and text) against the passage's
+    document_dense: float = 0.3  # dense score: weight of the document's against the passage's
     document_vector: str = "mean"  # the document's dense score: cosine to its "mean" passage vector, or the "max"
     document_passages: int = 64  # document evidence reads a document's first this many passages
+    document_span: int = 0  # ... and weighs less in for documents of more passages than this (0: never less)
     normalize: str = "minmax"  # convex fusion rescales each retriever's scores by "minmax" or "zscore"
 
     @property
@@ -183,6 +184,18 @@ def z_scores(scores: dict[int, float]) -> dict[int, float]:
     return {item: (value - mean) / spread if spread > 0 else 0.0 for item, value in scores.items()}
 
 
+def scale_like(values: np.ndarray, reference: dict[int, float], normalize: str) -> np.ndarray:
+    """`values` rescaled as `NORMALIZERS[normalize]` rescales `reference`."""
+    ref = np.fromiter(reference.values(), np.float64, len(reference))
+    if not len(ref):
+        return np.zeros(len(values))
+    if normalize == "zscore":
+        low, spread = float(ref.mean()), float(ref.std())
+    else:
+        low, spread = float(ref.min()), float(ref.max() - ref.min())
+    return (values - low) / spread if spread > 0 else np.zeros(len(values))
+
+
 NORMALIZERS: dict[str, Callable[[dict[int, float]], dict[int, float]]] = {"minmax": min_max, "zscore": z_scores}
 
 
@@ -263,13 +276,31 @@ def bm25(
 def term_frequencies(view: View, rows: np.ndarray, query_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How often each of the sorted, distinct `query_ids` occurs in each passage row, and the rows' term counts."""
     terms, lengths = view.passage_terms(rows)
-    tf = np.zeros((len(rows), len(query_ids)))
+    return term_counts(terms, np.repeat(np.arange(len(rows)), lengths), len(rows), query_ids), lengths.astype(
+        np.float64
+    )
+
+
+def term_counts(terms: np.ndarray, owner: np.ndarray, rows: int, query_ids: np.ndarray) -> np.ndarray:
+    """(rows x query terms) counts of the sorted, distinct `query_ids` among `terms`, each owned by a row."""
+    tf = np.zeros((rows, len(query_ids)))
     if len(query_ids) and len(terms):
-        owner = np.repeat(np.arange(len(rows)), lengths)
         slot = np.minimum(np.searchsorted(query_ids, terms), len(query_ids) - 1)
         hit = query_ids[slot] == terms
         np.add.at(tf, (owner[hit], slot[hit]), 1.0)
-    return tf, lengths.astype(np.float64)
+    return tf
+
+
+def shared_sentence_terms(view: View, rows: np.ndarray, query_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of each passage row, the terms of the sentences an earlier passage of its document holds too (the
+    overlap of consecutive passages): how often each of `query_ids` occurs there, and how many terms.
+    A sentence stores its distinct terms, so a term repeated within a shared sentence counts once."""
+    sentence_rows, counts = view.sentences_of(rows)
+    holder = np.repeat(np.arange(len(rows)), counts)
+    shared = view.sentence_passages[sentence_rows] != rows[holder]
+    terms, lengths = view.sentence_terms(sentence_rows[shared])
+    owner = np.repeat(holder[shared], lengths)
+    return term_counts(terms, owner, len(rows), query_ids), np.bincount(owner, minlength=len(rows)).astype(np.float64)
 
 
 def document_bm25(
@@ -293,9 +324,21 @@ def document_bm25(
     return bm25(doc_tf, doc_lengths, average_length, weights, k1, b)
 
 
-def with_document(passage: np.ndarray, document: np.ndarray, weight: float) -> np.ndarray:
-    """A passage's score with its document's weighed in: (1 - weight) * passage + weight * document."""
-    return (1 - weight) * passage + weight * document
+def with_document(passage: np.ndarray, document: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
+    """A passage's score with its document's added at weight / (1 - weight): passages rank as by
+    (1 - weight) * passage + weight * document, yet keep their scale, so what a later stage adds (the
+    answer rerank) counts as much against the passage score as without document evidence."""
+    share = np.minimum(weight, 0.95)
+    return passage + share / (1 - share) * document
+
+
+def document_weights(weight: float, passages: np.ndarray, span: int) -> np.ndarray:
+    """The weight of the document's score for passages of documents of `passages` passages each: `weight`
+    up to `span` passages, fading as (span / passages) squared beyond, since a long document's score says
+    less about any one part of it (0: never fades)."""
+    if span <= 0:
+        return np.full(len(passages), weight)
+    return weight * np.minimum(1.0, span / np.maximum(passages, 1)) ** 2
 
 
 def sentence_scores(
@@ -555,9 +598,9 @@ class Retriever:
         dense = self._dense_candidates_scored(question, depth, allowed, lexical if mode == Mode.hybrid else None)
         if vector is not None:
             clock.lap("dense")
-        if config.document_bm25 or config.document_dense:
-            dense, lexical = self._with_documents(question, mode, dense, lexical)
         fused = self._fuse(mode, dense, lexical)
+        if config.document_bm25 or config.document_dense:
+            fused = self._with_documents(question, mode, fused, dense, lexical)
         features = None
         if mode == Mode.hybrid and config.answer_rerank > 0:
             features = self._features(question, rank_order(fused)[: config.rerank_depth])
@@ -613,50 +656,76 @@ class Retriever:
         return convex_fusion(dense, lexical, self.config.dense_weight, self.config.normalize)
 
     def _with_documents(
-        self, question: Question, mode: Mode, dense: dict[int, float], lexical: dict[int, float]
-    ) -> tuple[dict[int, float], dict[int, float]]:
-        """Each candidate's scores with its whole document's weighed in (`document_bm25`, `document_dense`).
+        self,
+        question: Question,
+        mode: Mode,
+        fused: dict[int, float],
+        dense: dict[int, float],
+        lexical: dict[int, float],
+    ) -> dict[int, float]:
+        """The fused scores with each candidate's whole document's weighed in (`document_bm25`, `document_dense`).
 
         A passage is the unit returned, but the evidence that a document answers is often spread over it:
-        a claim's terms over an abstract, a topic over an article. In hybrid mode every candidate gets both
-        scores, its own BM25 included, so neither retriever's list stands in a 0 for what it did not find.
+        a claim's terms over an abstract, a topic over an article. The document's score moves all its
+        passages alike, so it reorders documents, never the passages within one. In hybrid mode each of the
+        document's two scores is put on the scale its passages' scores were normalised to (`scale_like`),
+        so documents that differ little (five articles on one topic) move the ranking little, and the two
+        are weighted by `dense_weight` as the passages' are.
         """
         config = self.config
-        keys = {Mode.dense: dense.keys(), Mode.bm25: lexical.keys()}.get(mode, dense.keys() | lexical.keys())
-        rows = np.fromiter(keys, dtype=np.int64)
-        rows.sort()
+        rows = np.fromiter(fused.keys(), dtype=np.int64, count=len(fused))
         if not len(rows):
-            return dense, lexical
+            return fused
         doc_rows, owner = np.unique(self.view.passage_docs[rows], return_inverse=True)
-        if mode != Mode.dense and config.document_bm25:
-            scores = np.asarray([lexical.get(r, np.nan) for r in rows.tolist()])
-            missing = np.isnan(scores)
-            if missing.any():
-                scores[missing] = self.bm25_scores(rows[missing], question.terms) if len(question.terms.ids) else 0.0
-            whole = self.document_scores_bm25(doc_rows, question.terms)[owner]
-            lexical = dict(zip(rows.tolist(), with_document(scores, whole, config.document_bm25).tolist(), strict=True))
-        if mode != Mode.bm25 and config.document_dense and question.vector is not None:
-            scores = np.asarray([dense[r] for r in rows.tolist()])
-            whole = self.document_scores_dense(doc_rows, question.vector)[owner]
-            dense = dict(zip(rows.tolist(), with_document(scores, whole, config.document_dense).tolist(), strict=True))
-        return dense, lexical
+        bm25_weight = config.document_bm25 if mode != Mode.dense and len(question.terms.ids) else 0.0
+        dense_weight = config.document_dense if mode != Mode.bm25 and question.vector is not None else 0.0
+        if mode == Mode.hybrid:
+            bm25_weight *= 1 - config.dense_weight
+            dense_weight *= config.dense_weight
+        weight = bm25_weight + dense_weight
+        if weight <= 0:
+            return fused
+        vector = question.vector
+        parts = []
+        if bm25_weight:
+            parts.append((bm25_weight, self.document_scores_bm25(doc_rows, question.terms), lexical))
+        if dense_weight and vector is not None:
+            parts.append((dense_weight, self.document_scores_dense(doc_rows, vector), dense))
+        if mode == Mode.hybrid:
+            scaled = [w * scale_like(scores, passages, config.normalize) for w, scores, passages in parts]
+            document = np.sum(scaled, axis=0) / weight
+        else:
+            document = parts[0][1]  # one retriever: its raw scores, on the passages' own scale
+        weights = document_weights(weight, self.view.document_sizes(doc_rows), config.document_span)
+        scores = with_document(np.fromiter(fused.values(), np.float64, len(fused)), document[owner], weights[owner])
+        return dict(zip(rows.tolist(), scores.tolist(), strict=True))
 
     def document_scores_bm25(self, doc_rows: np.ndarray, query: QueryTerms) -> np.ndarray:
-        """BM25 of each document row as one text: its title and its (first `document_passages`) passages."""
+        """BM25 of each document row as one text: its title and its (first `document_passages`) passages.
+
+        The sentence consecutive passages share counts once, and the idf is over documents where the index
+        has it (`BM25Searcher.document_idf`), so the score is the whole text's, not its passages' sum.
+        """
         view, analyzer = self.view, self.analyzer
         if not len(query.ids):
             return np.zeros(len(doc_rows))
         passage_rows, counts = view.passages_of_documents(doc_rows, self.config.document_passages)
-        tf, lengths = term_frequencies(view, passage_rows, query.ids)
+        tf, raw_lengths = term_frequencies(view, passage_rows, query.ids)
+        shared_tf, shared_lengths = shared_sentence_terms(view, passage_rows, query.ids)
+        tf = np.maximum(tf - shared_tf, 0.0)
+        lengths = np.maximum(raw_lengths - shared_lengths, 0.0)
         owners = np.repeat(np.arange(len(doc_rows)), counts)
         titles = [self._title_terms(int(d)) for d in doc_rows.tolist()]
         title_tf = np.asarray([[float(np.count_nonzero(t == i)) for i in query.ids.tolist()] for t in titles])
         tf = np.vstack([tf, title_tf.reshape(len(doc_rows), len(query.ids))])
         lengths = np.concatenate([lengths, [float(len(t)) for t in titles]])
         owners = np.concatenate([owners, np.arange(len(doc_rows))])
-        average = view.live_terms / max(view.num_documents, 1)
+        # The mean document length, less the shared sentences in the proportion the candidates have them.
+        average = view.live_terms / max(view.num_documents, 1) * lengths.sum() / max(raw_lengths.sum(), 1.0)
+        idf = view.bm25.document_idf(query.terms) if view.bm25 is not None else None
+        weights = (query.idf if idf is None else idf) * query.counts
         config = analyzer.config
-        return document_bm25(tf, lengths, owners, len(doc_rows), average, query.idf * query.counts, config.k1, config.b)
+        return document_bm25(tf, lengths, owners, len(doc_rows), average, weights, config.k1, config.b)
 
     def document_scores_dense(self, doc_rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Cosine of each document row to the question: of the mean of its passages' vectors, or their best."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,16 @@ import pytest
 from indexer.build import sync_index
 from indexer.model.embedding import Embedder
 from indexer.text.documents import Document
+from indexer.text.lexical import term_id
 from service.engine import Engine
-from service.search.retrieval import Mode, RetrievalConfig
+from service.search.retrieval import (
+    Mode,
+    RetrievalConfig,
+    document_weights,
+    scale_like,
+    shared_sentence_terms,
+    term_frequencies,
+)
 from service.settings import Settings
 
 FILLER = [f"Sentence {n} of the record says nothing that matters to anyone reading it closely." for n in range(20)]
@@ -65,15 +74,69 @@ def test_document_bm25_counts_terms_across_passages_and_the_title(evidence_engin
 
 def test_document_evidence_lifts_the_document_that_matches_as_a_whole(evidence_engine: Engine, embedder: Embedder):
     query = "glacier basalt"
-    plain = evidence_engine.retriever(RetrievalConfig(), embedder.encode_query).search(query, 3, Mode.bm25)
+    off = RetrievalConfig(document_bm25=0.0, document_dense=0.0)
+    plain = evidence_engine.retriever(off, embedder.encode_query).search(query, 3, Mode.bm25)
     assert plain[0].doc_id == "single"  # two "glacier"s in a short passage beat one of each term apart
-    lifted = evidence_engine.retriever(RetrievalConfig(document_bm25=0.7), embedder.encode_query)
-    hits = lifted.search(query, 3, Mode.bm25)
-    assert hits[0].doc_id == "spread"
+    hits = evidence_engine.retriever(RetrievalConfig(), embedder.encode_query).search(query, 3, Mode.bm25)
+    assert hits[0].doc_id == "spread"  # the default weighs the document in
     document = evidence_engine.view.document("spread")
     assert document is not None
     assert all(document.text[h.start : h.end] == h.text for h in hits if h.doc_id == "spread")
-    # Without the lever nothing changes: the default weight leaves the passage scores as they were.
-    assert [h.bm25 for h in plain] == [
-        h.bm25 for h in evidence_engine.retriever(RetrievalConfig(), embedder.encode_query).search(query, 3, Mode.bm25)
-    ]
+    # A hit still reports its passage's own BM25, not the mix.
+    own = {(h.doc_id, h.start): h.bm25 for h in plain}
+    assert all(own[(h.doc_id, h.start)] == h.bm25 for h in hits if (h.doc_id, h.start) in own)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_document_evidence_never_reorders_the_passages_of_one_document(
+    evidence_engine: Engine, embedder: Embedder, mode: Mode
+):
+    # Copies ("spread" and "untitled" share their text) are kept apart, or which one stands would vary.
+    off = RetrievalConfig(document_bm25=0.0, document_dense=0.0, copy_similarity=2.0)
+    strong = replace(off, document_bm25=0.9, document_dense=0.9)
+
+    def order(config: RetrievalConfig) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for hit in evidence_engine.retriever(config, embedder.encode_query).search("glacier ice record", 50, mode):
+            found.setdefault(hit.doc_id, []).append(hit.start)
+        return found
+
+    before, after = order(off), order(strong)
+    assert before.keys() == after.keys() and len(before["spread"]) > 1
+    assert before == after
+
+
+def test_document_bm25_counts_the_sentences_consecutive_passages_share_once(
+    evidence_engine: Engine, embedder: Embedder
+):
+    view = evidence_engine.view
+    retriever = evidence_engine.retriever(RetrievalConfig(), embedder.encode_query)
+    passages, _ = view.passages_of_documents(np.asarray([view.doc_rows["spread"]]), 10**6)
+    query = retriever._query("glacier basalt sentence record")
+    tf, lengths = term_frequencies(view, passages, query.ids)
+    shared_tf, shared_lengths = shared_sentence_terms(view, passages, query.ids)
+    assert shared_lengths.sum() > 0 and shared_tf.sum() > 0  # consecutive passages overlap
+    assert shared_lengths[0] == 0  # the first passage shares nothing with an earlier one
+    document = view.document("spread")
+    assert document is not None
+    # No term repeats within a sentence here, so the counts less the overlap are exactly the text's.
+    terms = [term_id(t) for t in retriever.analyzer.terms(document.text)]
+    assert (tf - shared_tf).sum(axis=0).tolist() == [terms.count(i) for i in query.ids.tolist()]
+    assert (lengths - shared_lengths).sum() == len(terms)
+
+
+def test_document_weights_fade_beyond_the_span():
+    sizes = np.asarray([1, 4, 8, 16])
+    assert document_weights(0.6, sizes, 0).tolist() == [0.6] * 4
+    assert document_weights(0.6, sizes, 4).tolist() == pytest.approx([0.6, 0.6, 0.15, 0.0375])
+
+
+def test_scale_like_puts_document_scores_on_the_passages_scale():
+    passages = {1: 0.2, 2: 0.6, 3: 0.4}
+    documents = np.asarray([0.4, 0.5, 0.8])
+    # min-max of the passages maps .2 -> 0 and .6 -> 1; documents that differ by .1 stay .25 apart.
+    assert scale_like(documents, passages, "minmax").tolist() == pytest.approx([0.5, 0.75, 1.5])
+    spread = float(np.std([0.2, 0.6, 0.4]))
+    assert scale_like(documents, passages, "zscore").tolist() == pytest.approx(((documents - 0.4) / spread).tolist())
+    assert scale_like(documents, {1: 0.3, 2: 0.3}, "minmax").tolist() == [0.0, 0.0, 0.0]
+    assert scale_like(documents, {}, "minmax").tolist() == [0.0, 0.0, 0.0]
