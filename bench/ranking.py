@@ -34,7 +34,7 @@ Metrics = dict[str, float]
 # Each lever of the ranking, switched off (or to its alternative), one at a time.
 LEVERS: dict[str, RetrievalConfig] = {
     "default": RetrievalConfig(),
-    "no document evidence": RetrievalConfig(document_bm25=0.0, document_dense=0.0),
+    "no document evidence": RetrievalConfig(document_bm25=0.0, document_dense=0.0, document_bm25_alone=0.0),
     "no document BM25": RetrievalConfig(document_bm25=0.0),
     "no document vector": RetrievalConfig(document_dense=0.0),
     "document BM25 0.8, vector 0.5": RetrievalConfig(document_bm25=0.8, document_dense=0.5),

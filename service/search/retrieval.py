@@ -47,6 +47,7 @@ class RetrievalConfig:
     skip_question_words: bool = True  # BM25 and term coverage leave out "what", "when", "did" ... (lexical.py)
     document_bm25: float = 0.5  # BM25 score: weight of the whole document's (title and text) against the passage's
     document_dense: float = 0.3  # dense score: weight of the document's against the passage's
+    document_bm25_alone: float = 0.8  # `document_bm25` in the BM25 mode, where no dense score stands beside it
     document_vector: str = "mean"  # the document's dense score: cosine to its "mean" passage vector, or the "max"
     document_passages: int = 64  # document evidence reads a document's first this many passages
     document_span: int = 0  # ... and weighs less in for documents of more passages than this (0: never less)
@@ -599,7 +600,7 @@ class Retriever:
         if vector is not None:
             clock.lap("dense")
         fused = self._fuse(mode, dense, lexical)
-        if config.document_bm25 or config.document_dense:
+        if config.document_bm25 or config.document_dense or config.document_bm25_alone:
             fused = self._with_documents(question, mode, fused, dense, lexical)
         features = None
         if mode == Mode.hybrid and config.answer_rerank > 0:
@@ -677,7 +678,9 @@ class Retriever:
         if not len(rows):
             return fused
         doc_rows, owner = np.unique(self.view.passage_docs[rows], return_inverse=True)
-        bm25_weight = config.document_bm25 if mode != Mode.dense and len(question.terms.ids) else 0.0
+        bm25_weight = 0.0
+        if len(question.terms.ids) and mode != Mode.dense:
+            bm25_weight = config.document_bm25 if mode == Mode.hybrid else config.document_bm25_alone
         dense_weight = config.document_dense if mode != Mode.bm25 and question.vector is not None else 0.0
         if mode == Mode.hybrid:
             bm25_weight *= 1 - config.dense_weight

@@ -74,7 +74,7 @@ def test_document_bm25_counts_terms_across_passages_and_the_title(evidence_engin
 
 def test_document_evidence_lifts_the_document_that_matches_as_a_whole(evidence_engine: Engine, embedder: Embedder):
     query = "glacier basalt"
-    off = RetrievalConfig(document_bm25=0.0, document_dense=0.0)
+    off = RetrievalConfig(document_bm25=0.0, document_dense=0.0, document_bm25_alone=0.0)
     plain = evidence_engine.retriever(off, embedder.encode_query).search(query, 3, Mode.bm25)
     assert plain[0].doc_id == "single"  # two "glacier"s in a short passage beat one of each term apart
     hits = evidence_engine.retriever(RetrievalConfig(), embedder.encode_query).search(query, 3, Mode.bm25)
@@ -82,6 +82,11 @@ def test_document_evidence_lifts_the_document_that_matches_as_a_whole(evidence_e
     document = evidence_engine.view.document("spread")
     assert document is not None
     assert all(document.text[h.start : h.end] == h.text for h in hits if h.doc_id == "spread")
+    # The BM25 mode reads its own weight: the hybrid one alone changes nothing there.
+    alone = evidence_engine.retriever(replace(off, document_bm25_alone=0.7), embedder.encode_query)
+    assert alone.search(query, 1, Mode.bm25)[0].doc_id == "spread"
+    hybrid_only = evidence_engine.retriever(replace(off, document_bm25=0.7), embedder.encode_query)
+    assert [h.start for h in hybrid_only.search(query, 3, Mode.bm25)] == [h.start for h in plain]
     # A hit still reports its passage's own BM25, not the mix.
     own = {(h.doc_id, h.start): h.bm25 for h in plain}
     assert all(own[(h.doc_id, h.start)] == h.bm25 for h in hits if (h.doc_id, h.start) in own)
@@ -92,8 +97,8 @@ def test_document_evidence_never_reorders_the_passages_of_one_document(
     evidence_engine: Engine, embedder: Embedder, mode: Mode
 ):
     # Copies ("spread" and "untitled" share their text) are kept apart, or which one stands would vary.
-    off = RetrievalConfig(document_bm25=0.0, document_dense=0.0, copy_similarity=2.0)
-    strong = replace(off, document_bm25=0.9, document_dense=0.9)
+    off = RetrievalConfig(document_bm25=0.0, document_dense=0.0, document_bm25_alone=0.0, copy_similarity=2.0)
+    strong = replace(off, document_bm25=0.9, document_dense=0.9, document_bm25_alone=0.9)
 
     def order(config: RetrievalConfig) -> dict[str, list[int]]:
         found: dict[str, list[int]] = {}
