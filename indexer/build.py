@@ -190,7 +190,7 @@ def sync_index(
             progress.close()
             policy = segments or SegmentPolicy()
             if store.seal(policy.seal_passages, policy.index) is not None:
-                while store.merge(policy.max_segments) is not None:
+                while store.merge(policy.max_segments, policy.index) is not None:
                     pass
             total = store.records.count("passages")
         finally:

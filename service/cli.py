@@ -195,7 +195,7 @@ def _run_backup(args: argparse.Namespace, settings: Settings) -> int:
 def _run_repair(settings: Settings) -> int:
     from indexer.store.maintenance import repair
 
-    print(repair(settings.index).summary())
+    print(repair(settings.index, settings.vector_index).summary())
     return 0
 
 

@@ -189,7 +189,7 @@ class Engine:
         if seal:
             store.seal(1, policy.index)  # whatever of the unsealed rows is still alive (maybe nothing)
         if seal or merge:
-            while store.merge(policy.max_segments) is not None:
+            while store.merge(policy.max_segments, policy.index) is not None:
                 pass
             self._dead_merged = dead
         if not seal and read_manifest(self.index_dir).generation == self._state.view.generation:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from indexer.model.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS
+from indexer.store import vector_index
 
 ENV_PREFIX = "CITELINE_"
 # Old names still read, with a warning: old name -> setting.
-DEPRECATED = {"chunk_tokens": "passage_tokens"}
+DEPRECATED = {"chunk_tokens": "passage_tokens", "segment_index": "vector_index"}
 
 
 def _setting(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
@@ -63,8 +64,11 @@ class Settings:
         "memory-mapped segment.",
     )
     max_segments: int = _setting(8, "Sealed segments an index keeps before the two smallest neighbours merge.")
-    segment_index: str = _setting(
-        "flat", "How a sealed segment's vectors are searched (flat: exact).", choices=("flat",)
+    vector_index: str = _setting(
+        vector_index.AUTO,
+        "How a sealed segment's passage vectors are searched: flat (exact), hnsw (a graph, for large "
+        f"collections), or auto (hnsw for segments of {vector_index.ANN_MIN_PASSAGES:,} passages and more).",
+        choices=vector_index.SETTINGS,
     )
     api_key: str = _setting("", "Bearer key for the write endpoints (POST/PUT/DELETE /documents); unset: writes off.")
     read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")

@@ -24,7 +24,7 @@ class ModelMismatchError(StoreError):
 
 
 def segment_policy(settings: Settings) -> SegmentPolicy:
-    return SegmentPolicy(settings.seal_passages, settings.max_segments, settings.segment_index)
+    return SegmentPolicy(settings.seal_passages, settings.max_segments, settings.vector_index)
 
 
 def check_model(built_with: ModelInfo, embedder: Embedder, index_dir: Path) -> None:

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.store import vector_index
 from indexer.store.bm25 import BM25_DIR
 from indexer.store.records import RECORDS_FILE, RecordsError
 from indexer.store.segments import (
@@ -135,18 +136,30 @@ def backup(index_dir: Path, destination: Path) -> VerifyReport:
     )
 
 
-def repair(index_dir: Path) -> VerifyReport:
-    """Rebuild the BM25 index and the vector segments from the record file (no re-embedding), then verify.
-    For a damaged, missing or truncated segment or BM25 file; a damaged record file needs a backup."""
+def repair(index_dir: Path, index: str = vector_index.AUTO) -> VerifyReport:
+    """Rebuild the BM25 index and the vector segments from the record file (no re-embedding), then verify;
+    the segment is searched as `index` (a `vector_index.SETTINGS` value) asks. For a damaged, missing or
+    truncated segment or BM25 file; a damaged record file needs a backup."""
     with writer_lock(index_dir):
-        with segments_lock(index_dir):
-            (index_dir / SEGMENTS_DIR / MANIFEST_FILE).unlink(missing_ok=True)
-            remove_unlisted(index_dir, Manifest())
         shutil.rmtree(index_dir / BM25_DIR, ignore_errors=True)
-        store = Store.open(index_dir)
-        try:
-            store.recover()
-            store.seal(1)
-        finally:
-            store.close()
+        _reseal(index_dir, index)
     return verify_index(index_dir)
+
+
+def reseal(index_dir: Path, index: str) -> None:
+    """Rewrite every vector segment as one, searched as `index` asks (a `vector_index.SETTINGS` value): how an
+    index takes a new `CITELINE_VECTOR_INDEX` at once rather than segment by segment as merges come."""
+    with writer_lock(index_dir):
+        _reseal(index_dir, index)
+
+
+def _reseal(index_dir: Path, index: str) -> None:
+    with segments_lock(index_dir):
+        (index_dir / SEGMENTS_DIR / MANIFEST_FILE).unlink(missing_ok=True)
+        remove_unlisted(index_dir, Manifest())
+    store = Store.open(index_dir)
+    try:
+        store.recover()
+        store.seal(1, index)
+    finally:
+        store.close()

@@ -8,7 +8,8 @@ document newer than the last segment is unsealed: the view reads its vectors fro
 
     INDEX/segments/MANIFEST.json     the segments in key order, each with its files' SHA-256
     INDEX/segments/seg-000007/       docs.npy (key, passages, sentences per document),
-                                     passages.npy and sentences.npy (float32 rows, memory-mapped)
+                                     passages.npy and sentences.npy (float32 rows, memory-mapped),
+                                     passages.hnsw when the segment's index type is `hnsw` (vector_index.py)
 
 Segments are derived from the record file like the BM25 index: a damaged one is rebuilt by
 `citeline repair`, without re-embedding. Files are written and fsynced before the manifest names them,
@@ -28,14 +29,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
 
+from indexer.store import vector_index
 from indexer.store.errors import SegmentError
 
 SEGMENTS_DIR = "segments"
 MANIFEST_FILE = "MANIFEST.json"
 LOCK_FILE = ".segments.lock"
-INDEX_TYPES = ("flat",)  # how a segment's vectors are searched; the million-passages work adds ANN types
 _FILES = ("docs.npy", "passages.npy", "sentences.npy")
 
 
@@ -48,7 +50,7 @@ class SegmentInfo:
     documents: int
     passages: int
     sentences: int
-    index: str = "flat"
+    index: str = vector_index.FLAT  # how its passage vectors are searched (vector_index.INDEX_TYPES)
     sha256: dict[str, str] = field(default_factory=dict)  # file name -> digest, checked by `verify`
 
 
@@ -79,6 +81,7 @@ class Segment:
     sentence_counts: np.ndarray  # int64 per document
     passages: np.ndarray  # float32 (passages, dimension)
     sentences: np.ndarray  # float32 (sentences, dimension)
+    graph: faiss.Index | None = None  # the passages' HNSW graph (a faiss index) when the index type is `hnsw`
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -169,16 +172,23 @@ class SegmentWriter:
         self._sentences[s : s + ns] = sentence_vectors
         self._at = [d + 1, p + np_, s + ns]
 
-    def finish(self, last_key: int, index: str = "flat") -> SegmentInfo:
-        """Flush and fsync the files; the segment exists once a manifest names the returned info."""
+    def finish(self, last_key: int, index: str = vector_index.FLAT) -> SegmentInfo:
+        """Flush and fsync the files (and build the `index` type's graph); the segment exists once a
+        manifest names the returned info."""
         expected = (len(self._docs), len(self._passages), len(self._sentences))
         if tuple(self._at) != expected:
             raise SegmentError(f"{self.folder}: {tuple(self._at)} rows written, {expected} announced")
+        if index not in vector_index.INDEX_TYPES:
+            raise SegmentError(f"{self.folder}: unknown index type {index!r}")
         for array in (self._docs, self._passages, self._sentences):
             array.flush()
+        files = list(_FILES)
+        if index == vector_index.HNSW:
+            vector_index.build_graph(self._passages, self.folder / vector_index.GRAPH_FILE)
+            files.append(vector_index.GRAPH_FILE)
         del self._docs, self._passages, self._sentences
         digests = {}
-        for name in _FILES:
+        for name in files:
             path = self.folder / name
             with path.open("rb+") as handle:
                 os.fsync(handle.fileno())
@@ -196,9 +206,10 @@ def open_segment(index_dir: Path, info: SegmentInfo, dimension: int) -> Segment:
     that, run by `citeline index --verify` and `citeline backup`.
     """
     folder = index_dir / SEGMENTS_DIR / info.name
-    if info.index not in INDEX_TYPES:
+    if info.index not in vector_index.INDEX_TYPES:
         raise SegmentError(
-            f"{folder}: index type {info.index!r} is not one this build reads ({', '.join(INDEX_TYPES)}): "
+            f"{folder}: index type {info.index!r} is not one this build reads "
+            f"({', '.join(vector_index.INDEX_TYPES)}): "
             "upgrade citeline, or run `citeline repair` to rebuild the segments with this one"
         )
     shapes = {"docs.npy": (info.documents, 3), "passages.npy": (info.passages, dimension)}
@@ -219,6 +230,21 @@ def open_segment(index_dir: Path, info: SegmentInfo, dimension: int) -> Segment:
                 f"{index_dir}` to rebuild the segments from the record file (no re-embedding)"
             )
         arrays[name] = array
+    graph = None
+    if info.index == vector_index.HNSW:
+        path = folder / vector_index.GRAPH_FILE
+        try:
+            graph = vector_index.open_graph(path)
+        except RuntimeError as error:  # faiss reports a missing or damaged file so
+            raise SegmentError(
+                f"{path}: the segment's HNSW graph is missing or damaged ({str(error).splitlines()[0]}): run "
+                f"`citeline repair --index {index_dir}` to rebuild the segments from the record file (no re-embedding)"
+            ) from None
+        if graph.ntotal != info.passages:
+            raise SegmentError(
+                f"{path}: holds {graph.ntotal} vectors, the manifest says {info.passages}: run `citeline repair "
+                f"--index {index_dir}` to rebuild the segments from the record file (no re-embedding)"
+            )
     docs = np.asarray(arrays["docs.npy"])
     return Segment(
         info,
@@ -227,6 +253,7 @@ def open_segment(index_dir: Path, info: SegmentInfo, dimension: int) -> Segment:
         np.ascontiguousarray(docs[:, 2]),
         arrays["passages.npy"],
         arrays["sentences.npy"],
+        graph,
     )
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.model.embedding import ModelInfo
+from indexer.store import vector_index
 from indexer.store.bm25 import BM25_DIR, BM25Error, BM25Index
 from indexer.store.errors import NoIndexError, SegmentError, StoreError, WriterBusyError
 from indexer.store.records import RECORDS_FILE, DocumentRecord, Passage, Records, Sentence
@@ -82,7 +83,7 @@ class SegmentPolicy:
 
     seal_passages: int = 20_000  # unsealed passages that make a segment
     max_segments: int = 8  # past this, the two smallest neighbouring segments merge
-    index: str = "flat"  # how a sealed segment's vectors are searched
+    index: str = vector_index.AUTO  # how a sealed segment's vectors are searched (vector_index.SETTINGS)
 
 
 @contextmanager
@@ -291,17 +292,18 @@ class Store:
                     )
                 records.append(record)
             view = view.appended_rows(records)
-        view = view.with_segment(segment.passages, segment.sentences)
+        view = view.with_segment(segment.passages, segment.sentences, segment.graph)
         return view.changed([], dead, seq, view.bm25) if dead else view
 
     # -- segments ------------------------------------------------------------------------------------------
     def unsealed_passages(self) -> int:
         return self.records.rows_after("passages", read_manifest(self.index_dir).last_key)
 
-    def seal(self, min_passages: int = 1, index: str = "flat") -> SegmentInfo | None:
+    def seal(self, min_passages: int = 1, index: str = vector_index.AUTO) -> SegmentInfo | None:
         """Write the documents newer than the last segment into a new one, when they hold at least
-        `min_passages` passages. Writes of documents go on meanwhile: it reads a snapshot of the record file
-        on a connection of its own, and a document deleted since is a tombstone of the segment."""
+        `min_passages` passages, searched as `index` (a `vector_index.SETTINGS` value) asks. Writes of
+        documents go on meanwhile: it reads a snapshot of the record file on a connection of its own, and a
+        document deleted since is a tombstone of the segment."""
         self.check_writable()
         with segments_lock(self.index_dir):
             manifest = read_manifest(self.index_dir)
@@ -321,7 +323,7 @@ class Store:
                         )
                         for record in reader.records(keys, self.dimension):
                             writer.add(record.key, record.passage_vectors, record.sentence_vectors)
-                        info = writer.finish(keys[-1], index)
+                        info = writer.finish(keys[-1], vector_index.resolve(index, passages))
             finally:
                 reader.close()
             with self._writing_segment(name):
@@ -329,9 +331,10 @@ class Store:
         logger.info("sealed %d documents (%d passages) into segment %s", info.documents, info.passages, info.name)
         return info
 
-    def merge(self, max_segments: int = 8) -> SegmentInfo | None:
+    def merge(self, max_segments: int = 8, index: str = vector_index.AUTO) -> SegmentInfo | None:
         """Rewrite segments without their deleted rows: a segment whose dead rows reach `DEAD_FRACTION` of
-        it, or, past `max_segments`, the two smallest neighbours into one. None when nothing needs it."""
+        it, or, past `max_segments`, the two smallest neighbours into one; the new segment is searched as
+        `index` asks. None when nothing needs it."""
         self.check_writable()
         with segments_lock(self.index_dir):
             manifest = read_manifest(self.index_dir)
@@ -360,7 +363,7 @@ class Store:
             first, last = run
             name = segment_name(manifest.generation + 1)
             with self._writing_segment(name):
-                info = self._merged(name, manifest, segments, kept, first, last)
+                info = self._merged(name, manifest, segments, kept, (first, last), index)
                 merged = (*manifest.segments[:first], info, *manifest.segments[last + 1 :])
                 write_manifest(self.index_dir, Manifest(manifest.generation + 1, merged))
             remove_unlisted(self.index_dir, Manifest(manifest.generation + 1, merged))
@@ -374,16 +377,24 @@ class Store:
         return info
 
     def _merged(
-        self, name: str, manifest: Manifest, segments: list[Segment], kept: list[np.ndarray], first: int, last: int
+        self,
+        name: str,
+        manifest: Manifest,
+        segments: list[Segment],
+        kept: list[np.ndarray],
+        run: tuple[int, int],
+        index: str,
     ) -> SegmentInfo:
-        """Segments `first..last` written as one segment `name`, without the documents `kept` lacks."""
+        """Segments `run` (first and last) written as one segment `name`, without the documents `kept` lacks."""
+        first, last = run
         chosen = list(range(first, last + 1))
+        passages = sum(int(segments[i].passage_counts[kept[i]].sum()) for i in chosen)
         writer = SegmentWriter(
             self.index_dir,
             name,
             self.dimension,
             sum(int(kept[i].sum()) for i in chosen),
-            sum(int(segments[i].passage_counts[kept[i]].sum()) for i in chosen),
+            passages,
             sum(int(segments[i].sentence_counts[kept[i]].sum()) for i in chosen),
         )
         for i in chosen:
@@ -396,7 +407,7 @@ class Store:
                     segment.passages[p_starts[row] : p_starts[row + 1]],
                     segment.sentences[s_starts[row] : s_starts[row + 1]],
                 )
-        return writer.finish(manifest.segments[last].last_key, manifest.segments[last].index)
+        return writer.finish(manifest.segments[last].last_key, vector_index.resolve(index, passages))
 
     @contextmanager
     def _writing_segment(self, name: str) -> Iterator[None]:

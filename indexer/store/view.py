@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import faiss
 import numpy as np
 
 from indexer.store.bm25 import BM25Hits, BM25Searcher
@@ -23,6 +24,9 @@ from indexer.text.documents import Document
 from indexer.text.sentences import Span
 
 _MIN_CAPACITY = 1024
+# In place of a graph: the part's rows are not searched across the collection, only scored where a search
+# has found their passages (the sentences of a segment whose passages have a graph).
+UNSEARCHED = "unsearched"
 
 
 def _starts(buffer: np.ndarray, prefix: np.ndarray) -> bool:
@@ -72,10 +76,17 @@ class Vectors:
 
     sealed: tuple[np.ndarray, ...]
     live: np.ndarray  # a prefix of a growable buffer (`Buffers`)
+    graphs: tuple[faiss.Index | str | None, ...] = ()  # per sealed part: its HNSW graph, None (exact) or `UNSEARCHED`
 
     @classmethod
     def empty(cls, dimension: int) -> Vectors:
         return cls((), np.zeros((0, dimension), np.float32))
+
+    def parts(self) -> list[tuple[int, np.ndarray, faiss.Index | str | None]]:
+        """Each part's first row, its rows and its graph (None: searched exactly), the live part last."""
+        graphs = self.graphs or (None,) * len(self.sealed)
+        starts = self.starts.tolist()
+        return [*zip(starts[:-1], self.sealed, graphs, strict=True), (starts[-1], self.live, None)]
 
     @property
     def starts(self) -> np.ndarray:
@@ -302,9 +313,9 @@ class View:
         """The next view: `records` appended without their vectors (`with_segment` adds those next)."""
         return self._appended(records, with_vectors=False)
 
-    def with_segment(self, passages: np.ndarray, sentences: np.ndarray) -> View:
-        """The next view: a sealed segment's arrays as the vectors of the rows appended since the last one.
-        Segments are loaded before any unsealed rows."""
+    def with_segment(self, passages: np.ndarray, sentences: np.ndarray, graph: faiss.Index | None = None) -> View:
+        """The next view: a sealed segment's arrays (and its passages' graph, if any) as the vectors of the
+        rows appended since the last one. Segments are loaded before any unsealed rows."""
         pv, sv = self.passage_vectors, self.sentence_vectors
         if len(pv.live) or len(sv.live):
             raise ValueError("segments are loaded before unsealed rows")
@@ -312,8 +323,12 @@ class View:
             raise ValueError("a segment's rows must match the rows appended for it")
         return replace(
             self,
-            passage_vectors=Vectors((*pv.sealed, passages), pv.live),
-            sentence_vectors=Vectors((*sv.sealed, sentences), sv.live),
+            passage_vectors=Vectors((*pv.sealed, passages), pv.live, (*(pv.graphs or (None,) * len(pv.sealed)), graph)),
+            sentence_vectors=Vectors(
+                (*sv.sealed, sentences),
+                sv.live,
+                (*(sv.graphs or (None,) * len(sv.sealed)), None if graph is None else UNSEARCHED),
+            ),
         )
 
     def _appended(self, records: Sequence[DocumentRecord], with_vectors: bool = True) -> View:
@@ -359,8 +374,8 @@ class View:
         if with_vectors:
             new_passages = np.vstack([empty, *(r.passage_vectors for r in records)])
             new_sentences = np.vstack([empty, *(r.sentence_vectors for r in records)])
-            pv = Vectors(pv.sealed, grow("passage_vectors", pv.live, new_passages))
-            sv = Vectors(sv.sealed, grow("sentence_vectors", sv.live, new_sentences))
+            pv = replace(pv, live=grow("passage_vectors", pv.live, new_passages))
+            sv = replace(sv, live=grow("sentence_vectors", sv.live, new_sentences))
         return replace(
             self,
             documents=self.documents + tuple(r.document for r in records),

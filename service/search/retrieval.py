@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from indexer.store import vector_index
 from indexer.store.view import Vectors, View, gather_segments
 from indexer.text.documents import reads_as_headline
 from indexer.text.lexical import Analyzer, term_id
@@ -52,6 +53,9 @@ class RetrievalConfig:
     document_passages: int = 64  # document evidence reads a document's first this many passages
     document_span: int = 0  # ... and weighs less in for documents of more passages than this (0: never less)
     normalize: str = "minmax"  # convex fusion rescales each retriever's scores by "minmax" or "zscore"
+    # Dense candidates: also the passages of the sentences nearest the question (never changed a top 10 on
+    # the development sets, and searching every sentence costs more than searching every passage).
+    sentence_candidates: bool = False
 
     @property
     def highlight_weights(self) -> SentenceWeights:
@@ -150,8 +154,33 @@ def top_allowed(scores: np.ndarray, n: int, allowed: np.ndarray | None) -> np.nd
 
 
 def nearest(vectors: Vectors, query: np.ndarray, depth: int, mask: np.ndarray | None) -> np.ndarray:
-    """Rows of `vectors` with the highest inner product with `query`, best first, among those `mask` allows."""
-    return top_allowed(vectors.scores(query), depth, mask)
+    """Rows of `vectors` with the highest inner product with `query`, best first, among those `mask` allows.
+
+    Exact over parts without a graph; over a part with one, the graph's candidates scored exactly (so
+    the order is exact, the set approximate); a part marked `UNSEARCHED` is left out."""
+    if not any(g is not None for g in vectors.graphs):
+        return top_allowed(vectors.scores(query), depth, mask)
+    found_rows, found_scores = [], []
+    for start, part, graph in vectors.parts():
+        allowed = None if mask is None else mask[start : start + len(part)]
+        if len(part) == 0 or isinstance(graph, str):  # `UNSEARCHED`
+            continue
+        if graph is None:
+            scores = part @ query
+            rows = top_allowed(scores, depth, allowed)
+            scores = scores[rows]
+        else:
+            if allowed is not None and np.count_nonzero(allowed) <= vector_index.EXACT_ROWS:
+                rows = np.flatnonzero(allowed)  # a narrow filter: scoring its rows beats walking the graph
+            else:
+                rows = np.sort(vector_index.graph_candidates(graph, query, depth, allowed))
+            scores = part[rows] @ query
+        found_rows.append(rows + start)
+        found_scores.append(scores)
+    if not found_rows:
+        return np.zeros(0, np.int64)
+    rows, scores = np.concatenate(found_rows), np.concatenate(found_scores)
+    return rows[top_indices(scores, depth)]
 
 
 def first_rows(allowed: np.ndarray | None, count: int, taken: dict[int, float], n: int) -> list[int]:
@@ -496,15 +525,18 @@ class Retriever:
         self._titles: dict[int, np.ndarray] = {}
 
     def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
-        """Passages near the question by their own vector or by one of their sentences (among `allowed`)."""
+        """Passages near the question by their own vector (and by one of their sentences, with
+        `sentence_candidates`), among `allowed`."""
         view = self.view
         query = vector.astype(np.float32)
         if allowed is None and depth >= view.num_passages:
             return np.arange(view.num_passages)  # every passage is a candidate: no search needed
         if allowed is not None and int(allowed.sum()) <= depth:
             return np.flatnonzero(allowed)  # few enough to score them all
-        sentence_allowed = None if allowed is None else allowed[view.sentence_passages]
         passage_rows = nearest(view.passage_vectors, query, depth, allowed)
+        if not self.config.sentence_candidates:
+            return np.sort(passage_rows)
+        sentence_allowed = None if allowed is None else allowed[view.sentence_passages]
         sentence_rows = nearest(view.sentence_vectors, query, depth, sentence_allowed)
         return np.union1d(passage_rows, view.sentence_passages[sentence_rows])
 
