@@ -7,7 +7,8 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench bench-quality bench-writes crash clean browser screenshot fuzz load
+.PHONY: install index serve test lint bench bench-quality bench-writes bench-scale scale-corpus crash clean browser \
+	screenshot fuzz load
 
 install: $(STAMP)
 
@@ -32,14 +33,14 @@ lint: install
 test: install lint browser
 	$(BIN)/pytest
 
-# Quality, latency, indexing, write cost and the txtai peer in one run: writes bench/REPORT.md and its plots.
+# Quality, latency, indexing, write cost, scale and the txtai peer in one run: writes bench/REPORT.md and its plots.
 # SQuAD dev is read from ../shared/eval/squad-dev-v1.1 (CITELINE_BENCH_SQUAD overrides); it fails if missing.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) scale-corpus
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Ranking quality on every development set in ../shared/eval (tuning and reporting halves), the plain
@@ -52,6 +53,20 @@ bench-quality: $(BENCH_STAMP)
 WRITE_SIZES ?= 10000,100000,1000000
 bench-writes: $(BENCH_STAMP)
 	$(BIN)/python -m bench.writes --sizes $(WRITE_SIZES) --report bench/WRITES.md
+
+# Scale: collections of 10k, 100k and 1M passages with flat and HNSW segments, each served by `citeline serve`
+# and measured from outside (bench/scale.py); writes bench/SCALE.md and its plot. Reruns reuse what was built.
+# Its real text comes from Debian's packages (apt needs root; `make scale-corpus` installs them).
+SCALE_SIZES ?= 10000,100000,1000000
+bench-scale: $(BENCH_STAMP) scale-corpus
+	$(BIN)/python -m bench.scale --passages $(SCALE_SIZES) --report bench/SCALE.md
+
+SCALE_PACKAGES := dict-gcide linux-doc-6.1
+scale-corpus:
+	@dpkg -s $(SCALE_PACKAGES) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SCALE_PACKAGES); \
+	  else sudo apt-get install -y --no-install-recommends $(SCALE_PACKAGES); fi; }
 
 # The crash harness of `make test`, long: 200 SIGKILLs of a writer at random moments; writes bench/CRASH.md.
 crash: install

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from bench import indexing, latency, peer, quality, writes
+from bench import indexing, latency, peer, quality, scale, writes
 from bench.common import ROOT, LatencySummary, citeline_server
 from bench.report import write_report
 from indexer.model.embedding import Embedder
@@ -40,6 +40,9 @@ def parse_args() -> argparse.Namespace:
         "--reuse", action="store_true", help="reuse the indexes already in --work (for iterating on the report)"
     )
     parser.add_argument("--write-sizes", default="10000,100000", help="passage counts for the write-cost runs")
+    parser.add_argument(
+        "--scale-sizes", default="10000,100000,1000000", help="passage counts of the scale runs (empty: none)"
+    )
     return parser.parse_args()
 
 
@@ -183,6 +186,13 @@ def main() -> int:
         write_results[str(size)] = {**writes.write_cost(folder, embedder), "build_s": build_s}
         shutil.rmtree(folder, ignore_errors=True)
     results["writes"] = write_results
+    if args.scale_sizes:
+        logger.info("scale: collections of %s passages", args.scale_sizes)
+        sizes = [int(size) for size in args.scale_sizes.split(",")]
+        scale_embedder = Embedder(
+            encoder=embedder.encoder, query_encoder=embedder.query_encoder, shared_cache=work / "scale" / scale.ENCODERS
+        )
+        results["scale"] = scale.run(sizes, ["flat", "hnsw"], work / "scale", scale_embedder)
 
     results["seconds"] = time.perf_counter() - began
     (work / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import fields
@@ -22,6 +23,8 @@ from bench import baselines, devsets
 from bench.common import ROOT
 from indexer.build import sync_index
 from indexer.model.embedding import Embedder
+from indexer.store import vector_index
+from indexer.store.maintenance import reseal
 from service.engine import Engine
 from service.evaluation.evaluate import Dataset, evaluate
 from service.search.retrieval import Mode, RetrievalConfig
@@ -45,6 +48,7 @@ LEVERS: dict[str, RetrievalConfig] = {
     "no second stage (best-sentence answer score)": RetrievalConfig(answer_rerank=0.0),
     "no headline penalty": RetrievalConfig(heading_penalty=0.0),
     "dense: passage cosine only (no best sentence)": RetrievalConfig(sentence_weight=0.0),
+    "dense candidates: also the passages of the nearest sentences": RetrievalConfig(sentence_candidates=True),
 }
 
 
@@ -66,6 +70,15 @@ def collection(devset: devsets.DevSet, half: str, work: Path, embedder: Embedder
         logger.info("indexing %s (%d documents)", index.name, len(devset.documents[half]))
         sync_index(devset.documents[half], index, embedder, chunker_config(Settings(), embedder), show_progress=True)
     return Engine.load(Settings(index=index), embedder=embedder)
+
+
+def graph_copy(index: Path) -> Path:
+    """A copy of `index` whose vectors are one segment searched through an HNSW graph (made anew each run)."""
+    copy = index.with_name(f"{index.name}-hnsw")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(index, copy, ignore=shutil.ignore_patterns("*.lock", "segments"))
+    reseal(copy, vector_index.HNSW)
+    return copy
 
 
 def run(
@@ -96,6 +109,13 @@ def main() -> int:
             entry: dict[str, object] = {
                 "queries": len(dataset.queries),
                 "modes": run(engine, embedder, dataset, RetrievalConfig(), list(Mode)),
+                "graph": run(  # the same collection, its vectors searched through an HNSW graph
+                    Engine.load(Settings(index=graph_copy(engine.index_dir)), embedder=embedder),
+                    embedder,
+                    dataset,
+                    RetrievalConfig(),
+                    [Mode.hybrid, Mode.dense],
+                ),
                 "levers": {
                     name: run(engine, embedder, dataset, config, [Mode.hybrid])["hybrid"]
                     for name, config in levers.items()
@@ -126,6 +146,8 @@ def summary(results: dict[str, object]) -> dict[str, dict[str, float]]:
             row: dict[str, float] = {}
             for mode, metrics in values["modes"].items():
                 row[mode] = round(metrics["ndcg@10"], 4)
+            for mode, metrics in values.get("graph", {}).items():
+                row[f"{mode} (HNSW)"] = round(metrics["ndcg@10"], 4)
             for kind, metrics in values.get("plain", {}).items():
                 row[f"plain {kind}"] = round(metrics["ndcg@10"], 4)
             for lever, metrics in values["levers"].items():
@@ -159,6 +181,8 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
         for values in halves.values():
             for mode, metrics in values["modes"].items():
                 rows.setdefault(mode, []).append(cell(metrics))
+            for mode, metrics in values.get("graph", {}).items():
+                rows.setdefault(f"{mode}, vectors searched through an HNSW graph", []).append(cell(metrics))
             for kind, metrics in values.get("plain", {}).items():
                 rows.setdefault(f"plain {kind} (whole documents)", []).append(cell(metrics))
         lines += [f"| {row} | " + " | ".join(cells) + " |" for row, cells in rows.items()]

@@ -7,6 +7,8 @@ from typing import Any
 
 import matplotlib
 
+from bench import scale
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -327,4 +329,6 @@ def write_report(results: dict[str, Any], report: Path, command: str) -> None:
         write_section(results["writes"]),
         "",
     ]
+    if results.get("scale"):
+        lines += ["## 5. Scale", "", *scale.section(results["scale"], report.parent / "SCALE.png"), ""]
     report.write_text("\n".join(lines), encoding="utf-8")
