@@ -39,7 +39,9 @@ def seed_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedder(seed_index_dir: Path) -> Embedder:
     # The default encoders (fp32 passages, int8 questions); their ONNX exports, made once per run, are cached
-    # where a server on the seed index finds them.
+    # beside the seed index, and every index a test makes (and every server it starts) reads them from there
+    # as a shared cache: an export of its own in each would cost seconds and ~150 MB of disk per index.
+    os.environ["CITELINE_ENCODER_CACHE"] = str(index_encoder_cache(seed_index_dir))
     return Embedder(query_encoder=DEFAULT_QUERY_ENCODER, cache_dir=index_encoder_cache(seed_index_dir))
 
 

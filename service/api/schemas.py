@@ -23,6 +23,7 @@ _ID_CHAR = r"[^\s/\\.\x00-\x1f\x7f\x85\ufeff]"
 DOC_ID_PATTERN = rf"^{_ID_CHAR}(?:{_ID_CHAR}|\.{_ID_CHAR})*\.?$"
 DOC_ID_SCHEMA: dict[str, Any] = {"pattern": DOC_ID_PATTERN, "minLength": 1, "maxLength": 200}
 FILTER_PATTERN = r"^[^:]*[^:\s\x1c-\x1f\x85\ufeff][^:]*:"  # field:value with a non-blank field
+ISO_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # JSON Schema's "date" format: an RFC 3339 full-date
 
 
 class SearchBase(BaseModel):
@@ -61,6 +62,14 @@ class SearchBase(BaseModel):
     def q_has_content(cls, value: str) -> str:
         if not re.search(HAS_CONTENT, value):
             raise ValueError("q must contain at least one non-whitespace character")
+        return value
+
+    # Pydantic alone would also take a number of seconds since 1970 ("0") or a date-time: the schema says a day.
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def dates_are_days(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(ISO_DAY, value):
+            raise ValueError(f"{value[:40]!r} is not a day: dates are ISO 8601 YYYY-MM-DD, e.g. 2017-03-09")
         return value
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from service.engine import Engine
 from service.search.filters import SearchFilter
 from service.search.retrieval import Mode
 from service.settings import Settings
+from tests.copies import copy_index
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = [
@@ -41,7 +42,7 @@ def answers(engine: Engine, mode: Mode, search_filter: SearchFilter | None = Non
 
 
 def sealed_copy(seed_index: Path, tmp_path: Path, name: str = "index") -> Path:
-    index = Path(shutil.copytree(seed_index, tmp_path / name))
+    index = copy_index(seed_index, tmp_path / name)
     store = Store.open(index)
     try:
         assert store.seal(1) is not None
@@ -119,7 +120,7 @@ def test_a_merge_drops_deleted_rows_and_answers_stay_the_same(seed_index: Path, 
 def test_the_server_seals_what_it_wrote_and_merges_past_the_segment_limit(
     seed_index: Path, tmp_path: Path, embedder: Embedder
 ):
-    index = Path(shutil.copytree(seed_index, tmp_path / "index"))
+    index = copy_index(seed_index, tmp_path / "index")
     engine = open_engine(index, embedder, seal_passages=1, max_segments=2)
     expected = [answers(engine, mode) for mode in Mode]
     assert engine.maintain() and len(read_manifest(index).segments) == 1
@@ -142,7 +143,7 @@ def test_the_server_seals_what_it_wrote_and_merges_past_the_segment_limit(
 
 
 def test_a_server_takes_in_segments_sealed_by_another_process(seed_index: Path, tmp_path: Path, embedder: Embedder):
-    index = Path(shutil.copytree(seed_index, tmp_path / "index"))
+    index = copy_index(seed_index, tmp_path / "index")
     engine = open_engine(index, embedder)
     expected = answers(engine, Mode.hybrid)
     subprocess.run(

@@ -33,6 +33,7 @@ from service.search.filters import SearchFilter
 from service.search.retrieval import Mode
 from service.settings import Settings
 from service.startup import ModelMismatchError, prepare_index
+from tests.copies import copy_index
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMAT_2 = Path(__file__).resolve().parents[1] / "data" / "format2-seeds"
@@ -49,7 +50,7 @@ QUESTIONS = [
 
 @pytest.fixture
 def index_copy(seed_index: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(seed_index, tmp_path / "index"))
+    return copy_index(seed_index, tmp_path / "index")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ equal to exact search on small collections, tombstones and filters honoured, dam
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,12 @@ from service.engine import Engine
 from service.search.filters import SearchFilter
 from service.search.retrieval import Mode, nearest, top_indices
 from service.settings import Settings
+from tests.copies import copy_index
 from tests.indexer.test_segments import answers, open_engine
 
 
 def sealed_as(seed_index: Path, tmp_path: Path, index: str, name: str = "index") -> Path:
-    copy = Path(shutil.copytree(seed_index, tmp_path / name))
+    copy = copy_index(seed_index, tmp_path / name)
     store = Store.open(copy)
     try:
         assert store.seal(1, index) is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 import signal
 import threading
 import time
@@ -29,6 +28,7 @@ from service.logs import JsonFormatter, RequestIdFilter
 from service.search.filters import SearchFilter
 from service.search.retrieval import Hit, Mode
 from service.settings import Settings
+from tests.copies import copy_index
 from tests.server import server_process
 
 KEY = "ops-key"
@@ -47,7 +47,7 @@ class SlowWriter(Engine):
 
 @pytest.fixture
 def index_copy(seed_index: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(seed_index, tmp_path / "index"))
+    return copy_index(seed_index, tmp_path / "index")
 
 
 def app_client(index: Path, embedder: Embedder, engine: Engine | None = None, **settings: object) -> TestClient:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from indexer.store.maintenance import verify_index
 from service.engine import Engine
 from service.search.retrieval import Mode
 from service.settings import Settings
+from tests.copies import copy_index
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "seeds"
@@ -127,7 +127,7 @@ def check_index(index: Path, embedder: Embedder, seeds: set[str], done: int) -> 
 
 @pytest.fixture
 def index_copy(seed_index: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(seed_index, tmp_path / "index"))
+    return copy_index(seed_index, tmp_path / "index")
 
 
 def test_sigkill_at_random_moments_of_writes_loses_nothing_acknowledged(index_copy: Path, embedder: Embedder):

@@ -9,7 +9,6 @@ per operation (`make fuzz` runs 4x).
 from __future__ import annotations
 
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from indexer.model.embedding import Embedder
 from service.api.app import create_app
 from service.engine import Engine
 from service.settings import Settings
+from tests.copies import copy_index
 
 KEY = "fuzz-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -76,7 +76,7 @@ def satisfy_cross_field_rules(case: schemathesis.Case) -> None:
 
 @pytest.fixture(scope="module")
 def fuzz_app(seed_index: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[FastAPI]:
-    index = Path(shutil.copytree(seed_index, tmp_path_factory.mktemp("fuzz") / "index"))
+    index = copy_index(seed_index, tmp_path_factory.mktemp("fuzz") / "index")
     config = Settings(index=index, api_key=KEY, request_timeout_seconds=20, max_body_bytes=200_000)
     app = create_app(config, engine=Engine.load(config, embedder=embedder))
     with TestClient(app):  # runs the lifespan: the engine is in place for schemathesis' own client
