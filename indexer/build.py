@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from indexer.collection import API_SOURCE
 from indexer.model.embedding import Embedder
+from indexer.progress import Progress
 from indexer.store.records import DocumentRecord, Passage, Sentence
 from indexer.store.store import NoIndexError, SegmentPolicy, Store, StoreError, writer_lock
 from indexer.text.chunking import ChunkerConfig, clip_title, embedding_text, passage_spans
@@ -179,15 +179,26 @@ def sync_index(
             removed = [doc_id for doc_id in stored if doc_id not in wanted]
             if removed:
                 store.write([], removed)
+            if stored and todo:
+                logger.info(
+                    "%d of %d documents are stored already (an earlier run, perhaps interrupted): embedding "
+                    "the other %d",
+                    len(documents) - len(todo),
+                    len(documents),
+                    len(todo),
+                )
             embedded = 0
-            progress = tqdm(total=len(todo), desc="indexing", unit="doc", disable=not show_progress or not todo)
-            for at in range(0, len(todo), BATCH_DOCUMENTS):
-                batch = todo[at : at + BATCH_DOCUMENTS]
-                records = prepare(batch, embedder, store.settings.chunker, store.settings.bm25)
-                store.write(records)
-                embedded += sum(len(r.passages) for r in records)
-                progress.update(len(batch))
-            progress.close()
+            progress = Progress(len(todo), enabled=show_progress)
+            try:
+                for at in range(0, len(todo), BATCH_DOCUMENTS):
+                    batch = todo[at : at + BATCH_DOCUMENTS]
+                    records = prepare(batch, embedder, store.settings.chunker, store.settings.bm25)
+                    store.write(records)
+                    passages = sum(len(r.passages) for r in records)
+                    embedded += passages
+                    progress.update(len(batch), passages)
+            finally:
+                progress.close()
             policy = segments or SegmentPolicy()
             if store.seal(policy.seal_passages, policy.index) is not None:
                 while store.merge(policy.max_segments, policy.index) is not None:

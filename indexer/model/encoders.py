@@ -29,6 +29,9 @@ ENCODERS = ("onnx", "onnx-int8", "torch")
 DEFAULT_ENCODER = "onnx"
 DEFAULT_QUERY_ENCODER = "onnx-int8"
 ENCODER_CACHE_DIR = "encoders"  # inside an index directory
+# Padded tokens per onnxruntime call: a batch of 64 passages outgrows the CPU's caches and runs slower
+# per text than a few at a time (bench/REPORT.md, indexing); short texts still go many to a call.
+BATCH_TOKENS = 1024
 
 
 class EncoderUnavailableError(CitelineError, RuntimeError):
@@ -198,12 +201,24 @@ class OnnxEncoder:
         # Longest first, as sentence-transformers does: batches of similar lengths carry little padding.
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        batches = range(0, len(texts), max(batch_size, 1))
+        batches = token_batches([len(encodings[r].ids) for r in order], max(batch_size, 1), BATCH_TOKENS)
         # A disabled tqdm still costs ~40 us to build: a tenth of a question's whole encoding overhead.
-        for start in tqdm(batches, desc="Batches") if show_progress else batches:
-            rows = order[start : start + batch_size]
+        for start, end in tqdm(batches, desc="Batches") if show_progress else batches:
+            rows = order[start:end]
             vectors[rows] = self._embed_batch([encodings[r] for r in rows])
         return normalize_rows(vectors)
+
+
+def token_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[tuple[int, int]]:
+    """`[start, end)` ranges of texts sorted longest first, each at most `max_rows` texts and, padded to its
+    first (longest) text, at most `max_tokens` tokens (a text longer than that alone is a batch of one)."""
+    batches = []
+    start = 0
+    while start < len(lengths):
+        rows = max(1, min(max_rows, max_tokens // max(lengths[start], 1)))
+        batches.append((start, min(start + rows, len(lengths))))
+        start += rows
+    return batches
 
 
 def user_cache_dir() -> Path:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from indexer.model.embedding import Embedder
 from indexer.model.encoders import (
@@ -16,6 +18,7 @@ from indexer.model.encoders import (
     ENCODER_CACHE_DIR,
     index_encoder_cache,
     pool,
+    token_batches,
     user_cache_dir,
     writable_cache,
 )
@@ -292,3 +295,16 @@ def test_encoder_and_threads_flags_override_the_environment(monkeypatch):
         settings = _settings(build_parser().parse_args([*command, "--encoder", "onnx-int8", "--threads", "1"]))
         assert (settings.encoder, settings.threads) == ("onnx-int8", 1)
     assert _settings(build_parser().parse_args(["serve"])).encoder == "torch"
+
+
+@given(
+    st.lists(st.integers(1, 300), max_size=200).map(lambda xs: sorted(xs, reverse=True)),
+    st.integers(1, 64),
+    st.integers(1, 2048),
+)
+def test_token_batches_cover_every_text_within_both_limits(lengths: list[int], max_rows: int, max_tokens: int):
+    batches = token_batches(lengths, max_rows, max_tokens)
+    assert [i for start, end in batches for i in range(start, end)] == list(range(len(lengths)))
+    for start, end in batches:
+        assert 1 <= end - start <= max_rows
+        assert end - start == 1 or (end - start) * lengths[start] <= max_tokens  # padded to its longest
