@@ -19,7 +19,7 @@ def bare_floor(view: View, model: str, questions: Sequence[str], repeats: int) -
     from sentence_transformers import SentenceTransformer
 
     index = faiss.IndexFlatIP(view.dimension)
-    index.add(np.ascontiguousarray(view.passage_vectors))
+    index.add(np.ascontiguousarray(view.passage_vectors.matrix()))
     encoder = SentenceTransformer(resolve_model(model), device="cpu")
     encoder.encode(questions[0])
     encode_times, total_times = [], []

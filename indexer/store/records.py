@@ -345,6 +345,16 @@ class Records:
                     key=int(key),
                 )
 
+    def documents(self, first_key: int, last_key: int) -> dict[int, Document]:
+        """The stored documents whose keys lie in `[first_key, last_key]`, without their passages or sentences."""
+        return {
+            int(key): Document(doc_id=doc_id, text=text, title=title, source=source, metadata=json.loads(metadata))
+            for key, doc_id, title, source, metadata, text in self._query(
+                "SELECT id, doc_id, title, source, metadata, text FROM documents WHERE id BETWEEN ? AND ? ORDER BY id",
+                (first_key, last_key),
+            )
+        }
+
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the main file (before the file is moved or copied whole)."""
         with self._lock:

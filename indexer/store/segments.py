@@ -10,7 +10,10 @@ document newer than the last segment is unsealed: the view reads its vectors fro
     INDEX/segments/seg-000007/       docs.npy (key, passages, sentences per document),
                                      passages.npy and sentences.npy (float32 rows, memory-mapped),
                                      passages.hnsw when the segment's index type is `hnsw` (vector_index.py)
+                                     *.bin: the documents' rows (`Rows`: spans, sentence lists, BM25 terms)
 
+With its rows a segment is loaded from arrays, not document by document from the record file (which then
+gives only the documents' texts and fields); a segment written before rows were kept is loaded the old way.
 Segments are derived from the record file like the BM25 index: a damaged one is rebuilt by
 `citeline repair`, without re-embedding. Files are written and fsynced before the manifest names them,
 and the manifest is replaced atomically, so a crash leaves either the old set of segments or the new one
@@ -24,10 +27,11 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -39,6 +43,63 @@ SEGMENTS_DIR = "segments"
 MANIFEST_FILE = "MANIFEST.json"
 LOCK_FILE = ".segments.lock"
 _FILES = ("docs.npy", "passages.npy", "sentences.npy")
+# Raw little-endian int64, appended document after document: (name, columns per row, or 0 for a flat array).
+ROW_FILES = {
+    "passage_rows.bin": 4,  # start, end, number of sentences, number of terms
+    "passage_sentences.bin": 0,  # each passage's sentences in turn, as ordinals within its document
+    "passage_terms.bin": 0,  # each passage's BM25 term ids in turn, repeats kept
+    "sentence_rows.bin": 3,  # start, end, number of terms
+    "sentence_terms.bin": 0,  # each sentence's term ids in turn (distinct, sorted)
+}
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The spans, sentence lists and BM25 terms of some documents' passages and sentences, as flat arrays:
+    one document's (to write) or a whole segment's (memory-mapped)."""
+
+    passages: np.ndarray  # int64 (passages, 4): start, end, number of sentences, number of terms
+    passage_sentences: np.ndarray  # int64
+    passage_terms: np.ndarray  # int64
+    sentences: np.ndarray  # int64 (sentences, 3): start, end, number of terms
+    sentence_terms: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, passages: Sequence[Any], sentences: Sequence[Any]) -> Rows:
+        """The rows of one document's stored `Passage`s and `Sentence`s."""
+        i64 = np.int64
+        return cls(
+            np.asarray([(p.start, p.end, len(p.sentences), len(p.terms)) for p in passages], i64).reshape(-1, 4),
+            np.asarray([i for p in passages for i in p.sentences], i64),
+            np.asarray([t for p in passages for t in p.terms], i64),
+            np.asarray([(x.start, x.end, len(x.terms)) for x in sentences], i64).reshape(-1, 3),
+            np.asarray([t for x in sentences for t in x.terms], i64),
+        )
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """In the order of `ROW_FILES`."""
+        return self.passages, self.passage_sentences, self.passage_terms, self.sentences, self.sentence_terms
+
+    def documents(self, passage_counts: np.ndarray, sentence_counts: np.ndarray) -> list[Rows]:
+        """These rows cut into their documents' (`passage_counts` and `sentence_counts` per document)."""
+        p_at = np.concatenate([[0], np.cumsum(passage_counts)])
+        s_at = np.concatenate([[0], np.cumsum(sentence_counts)])
+        ps_at = np.concatenate([[0], np.cumsum(self.passages[:, 2])])
+        pt_at = np.concatenate([[0], np.cumsum(self.passages[:, 3])])
+        st_at = np.concatenate([[0], np.cumsum(self.sentences[:, 2])])
+        out = []
+        for d in range(len(passage_counts)):
+            p0, p1, s0, s1 = int(p_at[d]), int(p_at[d + 1]), int(s_at[d]), int(s_at[d + 1])
+            out.append(
+                Rows(
+                    self.passages[p0:p1],
+                    self.passage_sentences[ps_at[p0] : ps_at[p1]],
+                    self.passage_terms[pt_at[p0] : pt_at[p1]],
+                    self.sentences[s0:s1],
+                    self.sentence_terms[st_at[s0] : st_at[s1]],
+                )
+            )
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +143,7 @@ class Segment:
     passages: np.ndarray  # float32 (passages, dimension)
     sentences: np.ndarray  # float32 (sentences, dimension)
     graph: faiss.Index | None = None  # the passages' HNSW graph (a faiss index) when the index type is `hnsw`
+    rows: Rows | None = None  # None: a segment written before rows were kept (loaded from the record file)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -163,13 +225,18 @@ class SegmentWriter:
             self.folder / "sentences.npy", mode="w+", dtype=np.float32, shape=(sentences, dimension)
         )
         self._at = [0, 0, 0]
+        self._rows = [(self.folder / name).open("wb") for name in ROW_FILES]
 
-    def add(self, key: int, passage_vectors: np.ndarray, sentence_vectors: np.ndarray) -> None:
+    def add(self, key: int, passage_vectors: np.ndarray, sentence_vectors: np.ndarray, rows: Rows) -> None:
         d, p, s = self._at
         np_, ns = len(passage_vectors), len(sentence_vectors)
+        if (len(rows.passages), len(rows.sentences)) != (np_, ns):
+            raise SegmentError(f"{self.folder}: document {key} has {np_} passage vectors, {len(rows.passages)} rows")
         self._docs[d] = (key, np_, ns)
         self._passages[p : p + np_] = passage_vectors
         self._sentences[s : s + ns] = sentence_vectors
+        for row_file, array in zip(self._rows, rows.arrays(), strict=True):
+            row_file.write(np.ascontiguousarray(array, dtype="<i8").tobytes())
         self._at = [d + 1, p + np_, s + ns]
 
     def finish(self, last_key: int, index: str = vector_index.FLAT) -> SegmentInfo:
@@ -182,7 +249,9 @@ class SegmentWriter:
             raise SegmentError(f"{self.folder}: unknown index type {index!r}")
         for array in (self._docs, self._passages, self._sentences):
             array.flush()
-        files = list(_FILES)
+        for row_file in self._rows:
+            row_file.close()
+        files = [*_FILES, *ROW_FILES]
         if index == vector_index.HNSW:
             vector_index.build_graph(self._passages, self.folder / vector_index.GRAPH_FILE)
             files.append(vector_index.GRAPH_FILE)
@@ -254,7 +323,40 @@ def open_segment(index_dir: Path, info: SegmentInfo, dimension: int) -> Segment:
         arrays["passages.npy"],
         arrays["sentences.npy"],
         graph,
+        _open_rows(index_dir, info) if all(name in info.sha256 for name in ROW_FILES) else None,
     )
+
+
+def _open_rows(index_dir: Path, info: SegmentInfo) -> Rows:
+    """A segment's rows, memory-mapped, their sizes checked against the manifest and each other."""
+    folder = index_dir / SEGMENTS_DIR / info.name
+    arrays = []
+    for name, columns in ROW_FILES.items():
+        path = folder / name
+        try:
+            size = path.stat().st_size
+            array = np.memmap(path, dtype="<i8", mode="r") if size else np.zeros(0, "<i8")
+        except (OSError, ValueError) as error:
+            raise SegmentError(
+                f"{path}: the segment file is missing ({error}): run `citeline repair --index {index_dir}` to "
+                "rebuild the segments from the record file (no re-embedding)"
+            ) from None
+        arrays.append(array.reshape(-1, columns) if columns else array)
+    rows = Rows(*arrays)
+    expected = (
+        (info.passages, 4),
+        (int(rows.passages[:, 2].sum()),),
+        (int(rows.passages[:, 3].sum()),),
+        (info.sentences, 3),
+        (int(rows.sentences[:, 2].sum()),),
+    )
+    for name, array, shape in zip(ROW_FILES, rows.arrays(), expected, strict=True):
+        if array.shape != shape:
+            raise SegmentError(
+                f"{folder / name}: holds {array.shape} values, {shape} expected: run `citeline repair --index "
+                f"{index_dir}` to rebuild the segments from the record file (no re-embedding)"
+            )
+    return rows
 
 
 def verify_segment(index_dir: Path, info: SegmentInfo) -> None:

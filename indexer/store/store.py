@@ -41,6 +41,7 @@ from indexer.store.records import RECORDS_FILE, DocumentRecord, Passage, Records
 from indexer.store.segments import (
     SEGMENTS_DIR,
     Manifest,
+    Rows,
     Segment,
     SegmentInfo,
     SegmentWriter,
@@ -56,6 +57,7 @@ from indexer.text.chunking import ChunkerConfig
 from indexer.text.documents import Document
 from indexer.text.lexical import BM25Config
 
+TOMBSTONE_PREFIX = "\x00deleted:"  # the doc_id of a deleted document's rows that a segment still holds
 FORMAT_VERSION = 3  # 3: SQLite records + tantivy BM25 (+ vector segments); 2 and 1: whole snapshots (migrated)
 LOCK_FILE = ".write.lock"
 LEGACY_POINTER = "CURRENT"
@@ -272,6 +274,8 @@ class Store:
     def _load_segment(self, view: View, segment: Segment, alive: set[int], seq: int) -> View:
         """`view` with a segment's documents appended: their texts and spans from the record file, their
         vectors the segment's rows; those deleted since it was sealed are tombstones."""
+        if segment.rows is not None:
+            return self._load_segment_rows(view, segment, alive, seq)
         keys = segment.keys.tolist()
         dead: list[int] = []
         for at in range(0, len(keys), LOAD_BATCH):
@@ -294,6 +298,28 @@ class Store:
             view = view.appended_rows(records)
         view = view.with_segment(segment.passages, segment.sentences, segment.graph)
         return view.changed([], dead, seq, view.bm25) if dead else view
+
+    def _load_segment_rows(self, view: View, segment: Segment, alive: set[int], seq: int) -> View:
+        """`_load_segment` for a segment that keeps its rows: only the documents' fields and texts are read
+        from the record file."""
+        keys = segment.keys.tolist()
+        if not keys:
+            return view.with_segment(segment.passages, segment.sentences, segment.graph)
+        stored = self.records.documents(keys[0], keys[-1])
+        documents, dead = [], np.zeros(len(keys), bool)
+        for i, key in enumerate(keys):
+            document = stored.get(key) if key in alive else None
+            if document is None:  # deleted since the segment was sealed (or while this load read it)
+                dead[i] = True
+                document = Document(doc_id=f"{TOMBSTONE_PREFIX}{key}", text="")
+            documents.append(document)
+        assert segment.rows is not None
+        view = view.appended_segment_rows(
+            documents, segment.keys, segment.passage_counts, segment.sentence_counts, segment.rows, dead
+        )
+        view = view.with_segment(segment.passages, segment.sentences, segment.graph)
+        gone = segment.keys[dead].tolist()
+        return view.changed([], gone, seq, view.bm25) if gone else view
 
     # -- segments ------------------------------------------------------------------------------------------
     def unsealed_passages(self) -> int:
@@ -322,7 +348,12 @@ class Store:
                             self.index_dir, name, self.dimension, len(keys), passages, sum(s for _, s in sizes.values())
                         )
                         for record in reader.records(keys, self.dimension):
-                            writer.add(record.key, record.passage_vectors, record.sentence_vectors)
+                            writer.add(
+                                record.key,
+                                record.passage_vectors,
+                                record.sentence_vectors,
+                                Rows.of(record.passages, record.sentences),
+                            )
                         info = writer.finish(keys[-1], vector_index.resolve(index, passages))
             finally:
                 reader.close()
@@ -401,13 +432,31 @@ class Store:
             segment = segments[i]
             p_starts = np.concatenate([[0], np.cumsum(segment.passage_counts)])
             s_starts = np.concatenate([[0], np.cumsum(segment.sentence_counts)])
-            for row in np.flatnonzero(kept[i]).tolist():
+            kept_rows = np.flatnonzero(kept[i]).tolist()
+            if segment.rows is not None:
+                rows = segment.rows.documents(segment.passage_counts, segment.sentence_counts)
+            else:  # written before segments kept rows: the record file has them
+                stored = self._stored_rows(segment.keys[kept[i]].tolist())
+                rows = [stored.get(int(key)) for key in segment.keys.tolist()]  # type: ignore[misc]
+            for row in kept_rows:
+                document_rows = rows[row]
+                if document_rows is None:
+                    raise SegmentError(f"document {int(segment.keys[row])} is in no segment and not stored")
                 writer.add(
                     int(segment.keys[row]),
                     segment.passages[p_starts[row] : p_starts[row + 1]],
                     segment.sentences[s_starts[row] : s_starts[row + 1]],
+                    document_rows,
                 )
         return writer.finish(manifest.segments[last].last_key, vector_index.resolve(index, passages))
+
+    def _stored_rows(self, keys: list[int]) -> dict[int, Rows]:
+        """The rows of the stored documents `keys`, read from the record file."""
+        found: dict[int, Rows] = {}
+        for at in range(0, len(keys), LOAD_BATCH):
+            for record in self.records.records(keys[at : at + LOAD_BATCH], vectors=False):
+                found[record.key] = Rows.of(record.passages, record.sentences)
+        return found
 
     @contextmanager
     def _writing_segment(self, name: str) -> Iterator[None]:
@@ -460,7 +509,7 @@ def _tombstone(key: int, passages: int, sentences: int) -> DocumentRecord:
     sentence, so a sentence never points at a passage outside the document."""
     holder = tuple(range(sentences))
     return DocumentRecord(
-        document=Document(doc_id=f"\x00deleted:{key}", text=""),
+        document=Document(doc_id=f"{TOMBSTONE_PREFIX}{key}", text=""),
         passages=[Passage(0, 0, holder if i == 0 else ()) for i in range(passages)],
         sentences=[Sentence(0, 0, ()) for _ in range(sentences)],
         passage_vectors=np.zeros((0, 0), np.float32),

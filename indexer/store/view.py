@@ -20,6 +20,7 @@ import numpy as np
 
 from indexer.store.bm25 import BM25Hits, BM25Searcher
 from indexer.store.records import DocumentRecord
+from indexer.store.segments import Rows
 from indexer.text.documents import Document
 from indexer.text.sentences import Span
 
@@ -312,6 +313,76 @@ class View:
     def appended_rows(self, records: Sequence[DocumentRecord]) -> View:
         """The next view: `records` appended without their vectors (`with_segment` adds those next)."""
         return self._appended(records, with_vectors=False)
+
+    def appended_segment_rows(
+        self,
+        documents: Sequence[Document],
+        keys: np.ndarray,
+        passage_counts: np.ndarray,
+        sentence_counts: np.ndarray,
+        rows: Rows,
+        dead: np.ndarray,
+    ) -> View:
+        """The next view: a sealed segment's documents appended from its rows (arrays, no per-row Python),
+        without their vectors (`with_segment` adds those next). `dead` marks documents deleted since it was
+        sealed: their spans are zeroed and `changed` makes them tombstones."""
+        grow, i64 = self.buffers.extend, np.int64
+        n_docs, n_passages, n_sentences = len(self.documents), self.num_passages, len(self.sentence_docs)
+        passage_counts = np.asarray(passage_counts, i64)
+        sentence_counts = np.asarray(sentence_counts, i64)
+        doc_index = np.arange(n_docs, n_docs + len(keys), dtype=i64)
+        first_passage = n_passages + np.concatenate([[0], np.cumsum(passage_counts)[:-1]]).astype(i64)
+        first_sentence = n_sentences + np.concatenate([[0], np.cumsum(sentence_counts)[:-1]]).astype(i64)
+        passages, sentences = np.asarray(rows.passages), np.asarray(rows.sentences)
+        holds = passages[:, 2]
+        sentence_rows = np.repeat(np.repeat(first_sentence, passage_counts), holds) + rows.passage_sentences
+        # The first passage holding each sentence (-1: none), as `_appended` finds it.
+        sentence_passages = np.full(len(sentences), -1, i64)
+        local, first = np.unique(sentence_rows - n_sentences, return_index=True)
+        holders = np.repeat(np.arange(n_passages, n_passages + len(passages), dtype=i64), holds)
+        sentence_passages[local] = holders[first]
+        starts, ends = passages[:, 0].copy(), passages[:, 1].copy()
+        sentence_starts, sentence_ends = sentences[:, 0].copy(), sentences[:, 1].copy()
+        if dead.any():  # rows kept in line with the vectors, pointing at no text
+            gone, gone_sentences = np.repeat(dead, passage_counts), np.repeat(dead, sentence_counts)
+            starts[gone] = ends[gone] = 0
+            sentence_starts[gone_sentences] = sentence_ends[gone_sentences] = 0
+        doc_rows = self.doc_rows
+        for row, document in zip(doc_index.tolist(), documents, strict=True):
+            doc_rows[document.doc_id] = row
+        return replace(
+            self,
+            documents=self.documents + tuple(documents),
+            doc_keys=grow("doc_keys", self.doc_keys, np.asarray(keys, i64)),
+            doc_alive=grow("doc_alive", self.doc_alive, np.ones(len(keys), bool)),
+            doc_passages=grow("doc_passages", self.doc_passages, first_passage),
+            passage_docs=grow("passage_docs", self.passage_docs, np.repeat(doc_index, passage_counts).astype(np.int32)),
+            passage_starts=grow("passage_starts", self.passage_starts, starts),
+            passage_ends=grow("passage_ends", self.passage_ends, ends),
+            passage_alive=grow("passage_alive", self.passage_alive, np.ones(len(passages), bool)),
+            passage_sentence_ptr=grow(
+                "passage_sentence_ptr", self.passage_sentence_ptr, int(self.passage_sentence_ptr[-1]) + np.cumsum(holds)
+            ),
+            passage_sentence_rows=grow("passage_sentence_rows", self.passage_sentence_rows, sentence_rows),
+            sentence_docs=grow(
+                "sentence_docs", self.sentence_docs, np.repeat(doc_index, sentence_counts).astype(np.int32)
+            ),
+            sentence_starts=grow("sentence_starts", self.sentence_starts, sentence_starts),
+            sentence_ends=grow("sentence_ends", self.sentence_ends, sentence_ends),
+            sentence_passages=grow("sentence_passages", self.sentence_passages, sentence_passages),
+            sentence_term_ptr=grow(
+                "sentence_term_ptr",
+                self.sentence_term_ptr,
+                int(self.sentence_term_ptr[-1]) + np.cumsum(sentences[:, 2]),
+            ),
+            sentence_term_ids=grow("sentence_term_ids", self.sentence_term_ids, np.asarray(rows.sentence_terms)),
+            passage_term_ptr=grow(
+                "passage_term_ptr", self.passage_term_ptr, int(self.passage_term_ptr[-1]) + np.cumsum(passages[:, 3])
+            ),
+            passage_term_ids=grow("passage_term_ids", self.passage_term_ids, np.asarray(rows.passage_terms)),
+            live_terms=self.live_terms + int(passages[:, 3].sum()),
+            doc_rows=doc_rows,
+        )
 
     def with_segment(self, passages: np.ndarray, sentences: np.ndarray, graph: faiss.Index | None = None) -> View:
         """The next view: a sealed segment's arrays (and its passages' graph, if any) as the vectors of the

@@ -3,6 +3,7 @@ deletes after a seal, merges that drop them, damage reported by file, and repair
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -12,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import indexer.store.store as store_module
 from indexer.collection import API_SOURCE
 from indexer.model.embedding import Embedder
 from indexer.store.maintenance import repair, verify_index
-from indexer.store.segments import MANIFEST_FILE, SEGMENTS_DIR, SegmentError, read_manifest
+from indexer.store.segments import MANIFEST_FILE, ROW_FILES, SEGMENTS_DIR, SegmentError, read_manifest
 from indexer.store.store import SegmentPolicy, Store, StoreError
+from indexer.store.view import View
 from indexer.text.documents import Document
 from service.engine import Engine
 from service.search.filters import SearchFilter
@@ -213,3 +216,94 @@ def test_a_backup_holds_the_segments(seed_index: Path, tmp_path: Path, engine: E
     report = backup(index, tmp_path / "copy")
     assert report.segments == 1
     assert answers(open_engine(tmp_path / "copy", embedder), Mode.hybrid) == answers(engine, Mode.hybrid)
+
+
+# Equal whole; the rows of a deleted document (a tombstone) differ by path, and are compared through
+# the live rows that point at them (there are none).
+VIEW_ARRAYS = ["doc_keys", "doc_alive", "doc_passages", "passage_docs", "passage_alive", "sentence_docs"]
+
+
+def live_rows(view: View) -> list[tuple]:
+    """Everything a search reads of each live passage: span, sentences (their spans, terms, first holder), terms."""
+    described = []
+    for row in np.flatnonzero(view.passage_alive).tolist():
+        sentences, _ = view.sentences_of(np.asarray([row]))
+        terms, _ = view.passage_terms(np.asarray([row]))
+        described.append(
+            (
+                view.passage_span(row),
+                terms.tolist(),
+                [
+                    (view.sentence_span(s), view.sentence_terms(np.asarray([s]))[0].tolist(), view.sentence_passages[s])
+                    for s in sentences.tolist()
+                ],
+            )
+        )
+    return described
+
+
+def loaded(index: Path, monkeypatch: pytest.MonkeyPatch, rows: bool) -> View:
+    """The view of `index`, its segments loaded from their rows, or (`rows=False`) as a segment written
+    before segments kept rows is: from the record file."""
+    with monkeypatch.context() as patch:
+        if not rows:
+            opened = store_module.open_segment
+            patch.setattr(store_module, "open_segment", lambda *a: dataclasses.replace(opened(*a), rows=None))
+        store = Store.open(index)
+        try:
+            return store.load()
+        finally:
+            store.close()
+
+
+def test_a_segment_loads_from_its_rows_into_the_view_the_record_file_gives(
+    seed_index: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+):
+    index = sealed_copy(seed_index, tmp_path)
+    engine = open_engine(index, embedder, seal_passages=1, max_segments=8)
+    engine.add_documents([Document(doc_id="harbour", text="Zqharbour cranes stood idle. They rusted.", source="api")])
+    engine.maintain()  # a second segment
+    victim = engine.view.live_documents()[1].doc_id
+    engine.delete_document(victim)  # a tombstone in the first
+    assert len(read_manifest(index).segments) == 2
+    fast, slow = loaded(index, monkeypatch, rows=True), loaded(index, monkeypatch, rows=False)
+    assert fast.dead_passages == slow.dead_passages > 0
+    for name in VIEW_ARRAYS:
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert live_rows(fast) == live_rows(slow)
+    alive = [d for d in fast.documents if not d.doc_id.startswith("\x00")]
+    assert alive == [d for d in slow.documents if not d.doc_id.startswith("\x00")]
+    assert fast.doc_rows == slow.doc_rows and fast.live_terms == slow.live_terms
+    assert victim not in fast.doc_rows and "harbour" in fast.doc_rows
+
+
+def test_a_merge_of_a_segment_without_rows_writes_them_from_the_record_file(
+    seed_index: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+):
+    index = sealed_copy(seed_index, tmp_path)
+    engine = open_engine(index, embedder, seal_passages=1, max_segments=8)
+    expected = {mode: answers(engine, mode) for mode in Mode}
+    before = loaded(index, monkeypatch, rows=False)
+    segment = index / SEGMENTS_DIR / read_manifest(index).segments[0].name
+    manifest = json.loads((index / SEGMENTS_DIR / MANIFEST_FILE).read_text())
+    for name in ROW_FILES:  # as a segment of the previous release
+        (segment / name).unlink()
+        del manifest["segments"][0]["sha256"][name]
+    (index / SEGMENTS_DIR / MANIFEST_FILE).write_text(json.dumps(manifest))
+    old = open_engine(index, embedder, seal_passages=1, max_segments=8)
+    assert answers(old, Mode.hybrid) == expected[Mode.hybrid]
+    for doc in old.view.live_documents()[:2]:
+        old.delete_document(doc.doc_id)
+    assert old.maintain(), "a quarter of it deleted: rewritten, now with rows"
+    assert all(name in read_manifest(index).segments[0].sha256 for name in ROW_FILES)
+    after = loaded(index, monkeypatch, rows=True)
+    assert after.num_passages < before.num_passages and after.dead_passages == 0
+    verify_index(index)
+
+
+def test_a_truncated_row_file_is_named(seed_index: Path, tmp_path: Path, embedder: Embedder):
+    index = sealed_copy(seed_index, tmp_path)
+    terms = index / SEGMENTS_DIR / read_manifest(index).segments[0].name / "passage_terms.bin"
+    terms.write_bytes(terms.read_bytes()[:-16])
+    with pytest.raises(StoreError, match=r"passage_terms\.bin.*citeline repair"):
+        Engine.load(Settings(index=index), embedder=embedder)
