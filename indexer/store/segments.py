@@ -8,7 +8,7 @@ document newer than the last segment is unsealed: the view reads its vectors fro
 
     INDEX/segments/MANIFEST.json     the segments in key order, each with its files' SHA-256
     INDEX/segments/seg-000007/       docs.npy (key, passages, sentences per document),
-                                     passages.npy and sentences.npy (float32 rows, memory-mapped),
+                                     passages.npy and sentences.npy (float32 rows, float16 with a graph; mapped),
                                      passages.hnsw when the segment's index type is `hnsw` (vector_index.py)
                                      *.bin: the documents' rows (`Rows`: spans, sentence lists, BM25 terms)
 
@@ -140,8 +140,8 @@ class Segment:
     keys: np.ndarray  # int64, increasing
     passage_counts: np.ndarray  # int64 per document
     sentence_counts: np.ndarray  # int64 per document
-    passages: np.ndarray  # float32 (passages, dimension)
-    sentences: np.ndarray  # float32 (sentences, dimension)
+    passages: np.ndarray  # float32 (passages, dimension); float16 in a `hnsw` segment
+    sentences: np.ndarray  # float32 (sentences, dimension); float16 in a `hnsw` segment
     graph: faiss.Index | None = None  # the passages' HNSW graph (a faiss index) when the index type is `hnsw`
     rows: Rows | None = None  # None: a segment written before rows were kept (loaded from the record file)
 
@@ -211,18 +211,29 @@ def segment_name(generation: int) -> str:
 class SegmentWriter:
     """Writes one segment row by row (so sealing a large collection never holds it all in memory)."""
 
-    def __init__(self, index_dir: Path, name: str, dimension: int, documents: int, passages: int, sentences: int):
+    def __init__(
+        self,
+        index_dir: Path,
+        name: str,
+        dimension: int,
+        documents: int,
+        passages: int,
+        sentences: int,
+        index: str = vector_index.FLAT,
+    ):
+        if index not in vector_index.INDEX_TYPES:
+            raise SegmentError(f"{index_dir / SEGMENTS_DIR / name}: unknown index type {index!r}")
+        self.index = index
+        rows = vector_index.row_dtype(index)
         self.folder = index_dir / SEGMENTS_DIR / name
         shutil.rmtree(self.folder, ignore_errors=True)  # a leftover of a crash under the same name
         self.folder.mkdir(parents=True)
         self.name, self.dimension = name, dimension
         open_memmap = np.lib.format.open_memmap
         self._docs = open_memmap(self.folder / "docs.npy", mode="w+", dtype=np.int64, shape=(documents, 3))
-        self._passages = open_memmap(
-            self.folder / "passages.npy", mode="w+", dtype=np.float32, shape=(passages, dimension)
-        )
+        self._passages = open_memmap(self.folder / "passages.npy", mode="w+", dtype=rows, shape=(passages, dimension))
         self._sentences = open_memmap(
-            self.folder / "sentences.npy", mode="w+", dtype=np.float32, shape=(sentences, dimension)
+            self.folder / "sentences.npy", mode="w+", dtype=rows, shape=(sentences, dimension)
         )
         self._at = [0, 0, 0]
         self._rows = [(self.folder / name).open("wb") for name in ROW_FILES]
@@ -239,14 +250,13 @@ class SegmentWriter:
             row_file.write(np.ascontiguousarray(array, dtype="<i8").tobytes())
         self._at = [d + 1, p + np_, s + ns]
 
-    def finish(self, last_key: int, index: str = vector_index.FLAT) -> SegmentInfo:
-        """Flush and fsync the files (and build the `index` type's graph); the segment exists once a
+    def finish(self, last_key: int) -> SegmentInfo:
+        """Flush and fsync the files (and build the graph of a `hnsw` segment); the segment exists once a
         manifest names the returned info."""
+        index = self.index
         expected = (len(self._docs), len(self._passages), len(self._sentences))
         if tuple(self._at) != expected:
             raise SegmentError(f"{self.folder}: {tuple(self._at)} rows written, {expected} announced")
-        if index not in vector_index.INDEX_TYPES:
-            raise SegmentError(f"{self.folder}: unknown index type {index!r}")
         for array in (self._docs, self._passages, self._sentences):
             array.flush()
         for row_file in self._rows:
@@ -298,6 +308,8 @@ def open_segment(index_dir: Path, info: SegmentInfo, dimension: int) -> Segment:
                 f"{path}: holds {array.shape} rows, the manifest says {shape}: run `citeline repair --index "
                 f"{index_dir}` to rebuild the segments from the record file (no re-embedding)"
             )
+        if name != "docs.npy" and array.dtype not in (np.float16, np.float32):
+            raise SegmentError(f"{path}: holds {array.dtype} rows: run `citeline repair --index {index_dir}`")
         arrays[name] = array
     graph = None
     if info.index == vector_index.HNSW:

@@ -345,7 +345,13 @@ class Store:
                     name = segment_name(manifest.generation + 1)
                     with self._writing_segment(name):
                         writer = SegmentWriter(
-                            self.index_dir, name, self.dimension, len(keys), passages, sum(s for _, s in sizes.values())
+                            self.index_dir,
+                            name,
+                            self.dimension,
+                            len(keys),
+                            passages,
+                            sum(s for _, s in sizes.values()),
+                            vector_index.resolve(index, passages),
                         )
                         for record in reader.records(keys, self.dimension):
                             writer.add(
@@ -354,7 +360,7 @@ class Store:
                                 record.sentence_vectors,
                                 Rows.of(record.passages, record.sentences),
                             )
-                        info = writer.finish(keys[-1], vector_index.resolve(index, passages))
+                        info = writer.finish(keys[-1])
             finally:
                 reader.close()
             with self._writing_segment(name):
@@ -427,6 +433,7 @@ class Store:
             sum(int(kept[i].sum()) for i in chosen),
             passages,
             sum(int(segments[i].sentence_counts[kept[i]].sum()) for i in chosen),
+            vector_index.resolve(index, passages),
         )
         for i in chosen:
             segment = segments[i]
@@ -448,7 +455,7 @@ class Store:
                     segment.sentences[s_starts[row] : s_starts[row + 1]],
                     document_rows,
                 )
-        return writer.finish(manifest.segments[last].last_key, vector_index.resolve(index, passages))
+        return writer.finish(manifest.segments[last].last_key)
 
     def _stored_rows(self, keys: list[int]) -> dict[int, Rows]:
         """The rows of the stored documents `keys`, read from the record file."""

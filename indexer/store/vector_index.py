@@ -7,6 +7,11 @@ exactly from the float32 rows, so only the candidate set, never a score, is appr
 remove a vector (faiss#3339): rows of deleted documents are skipped at search time by a selector (the
 tombstones of the view) and dropped when a merge rewrites the segment.
 
+A graph segment keeps its passage and sentence rows as float16: a search reads the rows of its candidates
+a page at a time, and over many searches those pages add up in the process's memory, half as fast at half
+the size. Scores from float16 rows differ from float32 ones by about 1e-4 (the development sets' figures
+with and without are in bench/QUALITY.md's graph rows); a `flat` segment stays float32 and exact.
+
 `auto`, the default, gives a segment an HNSW graph once it holds `ANN_MIN_PASSAGES` passages
 (bench/SCALE.md measures where the graph starts to win): small collections stay exact, and every
 evaluation figure on them equals exact search.
@@ -32,6 +37,11 @@ SEARCH_DEPTH = 512
 TRAIN_ROWS = 65_536  # the quantizer learns each dimension's range from this many rows
 ADD_BATCH = 32_768  # rows added to the graph at a time (bounds the copy taken from the mapped file)
 EXACT_ROWS = 8_192  # a filter leaving this few rows of a segment scores them all instead of walking the graph
+
+
+def row_dtype(index: str) -> np.dtype:
+    """The type of a segment's vector rows: float16 with a graph, float32 (exact) without."""
+    return np.dtype(np.float16 if index == HNSW else np.float32)
 
 
 def resolve(setting: str, passages: int) -> str:
