@@ -3,14 +3,14 @@
 `flat` scans every row (a matrix product over the memory-mapped float32 rows): exact, and fast enough
 up to some tens of thousands of rows. `hnsw` keeps a FAISS HNSW graph over 8-bit quantized copies of
 the passage vectors in a file of the segment; a search walks the graph for candidates, then scores them
-exactly from the float32 rows, so only the candidate set, never a score, is approximate. HNSW cannot
-remove a vector (faiss#3339): rows of deleted documents are skipped at search time by a selector (the
-tombstones of the view) and dropped when a merge rewrites the segment.
+from the segment's rows: the candidate set is approximate, the scores nearly exact (float16, below).
+HNSW cannot remove a vector (faiss#3339): rows of deleted documents are skipped at search time by a
+selector (the tombstones of the view) and dropped when a merge rewrites the segment.
 
 A graph segment keeps its passage and sentence rows as float16: a search reads the rows of its candidates
 a page at a time, and over many searches those pages add up in the process's memory, half as fast at half
-the size. Scores from float16 rows differ from float32 ones by about 1e-4 (the development sets' figures
-with and without are in bench/QUALITY.md's graph rows); a `flat` segment stays float32 and exact.
+the size. Scores from float16 rows differ from float32 ones by about 1e-4 (`make bench-quality` compares
+graph segments with exact search on every development set); a `flat` segment stays float32 and exact.
 
 `auto`, the default, gives a segment an HNSW graph once it holds `ANN_MIN_PASSAGES` passages
 (bench/SCALE.md measures where the graph starts to win): small collections stay exact, and every
