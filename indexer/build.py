@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,12 +137,14 @@ def sync_index(
     show_progress: bool = True,
     keep_api_documents: bool = False,
     segments: SegmentPolicy | None = None,
+    keep: Collection[str] = (),
 ) -> BuildReport:
     """Make the index hold exactly `documents`: embed new or changed ones, delete the rest.
 
     With `keep_api_documents`, documents written through the API (source `api`) stay too, unless one of
     `documents` has the same id (the sources are the user's declared truth; that is logged). Which they are
-    is decided under the writer lock, so an API write landing meanwhile is never dropped.
+    is decided under the writer lock, so an API write landing meanwhile is never dropped. Stored documents
+    named in `keep` stay too (files that could not be read this time: their last good version serves).
 
     Work is stored in batches of `BATCH_DOCUMENTS`, each durable on its own: a run that is interrupted
     and started again embeds only what it had not stored. A store built with another model or chunker
@@ -164,7 +166,7 @@ def sync_index(
                     f"{built.chunker}); index into a new directory, or delete this one to rebuild it"
                 )
             stored = store.records.content_hashes()
-            wanted = {d.doc_id for d in documents}
+            wanted = {d.doc_id for d in documents} | set(keep)
             if keep_api_documents:
                 for doc_id, source in store.records.sources().items():
                     if source != API_SOURCE:

@@ -257,11 +257,15 @@ class Engine:
 
     def put_document(self, document: Document) -> WriteResult:
         """Create or replace the document with this id."""
+        return self.put_documents([document])[0]
+
+    def put_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
+        """Create or replace the documents with these ids, in one write."""
         with self._writing():
             self._follow()
-            created = document.doc_id not in self._state.view.doc_rows
-            view = self._commit([document])
-        return WriteResult(document.doc_id, view.passage_count(document.doc_id), created)
+            created = [d.doc_id not in self._state.view.doc_rows for d in documents]
+            view = self._commit(documents)
+        return [WriteResult(d.doc_id, view.passage_count(d.doc_id), c) for d, c in zip(documents, created, strict=True)]
 
     def delete_document(self, doc_id: str) -> None:
         """Remove a document and its passages; `UnknownDocumentError` if there is none with this id."""

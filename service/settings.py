@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from indexer.formats.extracted import Limits
 from indexer.model.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS
 from indexer.store import vector_index
 
@@ -73,7 +74,15 @@ class Settings:
     api_key: str = _setting("", "Bearer key for the write endpoints (POST/PUT/DELETE /documents); unset: writes off.")
     read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")
     max_body_bytes: int = _setting(10_000_000, "Largest request body accepted, in bytes (else 413).")
-    max_document_chars: int = _setting(1_000_000, "Longest document text accepted through the API, in characters.")
+    max_upload_bytes: int = _setting(
+        200_000_000, "Largest multipart upload to POST /documents, all files together, in bytes (else 413)."
+    )
+    max_upload_files: int = _setting(100, "Most files in one multipart upload to POST /documents.")
+    max_document_chars: int = _setting(
+        1_000_000, "Longest document text accepted, in characters: through the API, or extracted from a file."
+    )
+    max_file_bytes: int = _setting(100_000_000, "Largest file (PDF, HTML, DOCX, text) read from a source, in bytes.")
+    max_pdf_pages: int = _setting(5_000, "Most pages a PDF may have to be read.")
     request_timeout_seconds: float = _setting(
         30.0, "Longest a request may run before it is answered 503 with Retry-After (0: no limit)."
     )
@@ -120,6 +129,10 @@ class Settings:
             except ValueError as error:
                 raise ValueError(f"{variable}={raw!r} is not a valid {kind.__name__}") from error
         return replace(cls(**values), **{k: v for k, v in overrides.items() if v is not None})
+
+    def file_limits(self) -> Limits:
+        """The bounds on one file of a source."""
+        return Limits(max_bytes=self.max_file_bytes, max_pages=self.max_pdf_pages, max_chars=self.max_document_chars)
 
     def source_list(self) -> list[str]:
         """`sources` split into paths."""

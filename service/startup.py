@@ -12,7 +12,7 @@ from indexer.model.encoders import index_encoder_cache
 from indexer.store.migrate import migrate_if_needed
 from indexer.store.store import SegmentPolicy, StoreError, is_store, writer_lock
 from indexer.text.chunking import ChunkerConfig
-from indexer.text.documents import load_documents
+from indexer.text.documents import read_sources
 from indexer.text.lexical import BM25Config
 from service.settings import Settings
 
@@ -66,25 +66,27 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
 
     Documents written through the API are kept; documents of the sources replace the rest.
     """
-    from_sources = load_documents(settings.source_list())
+    loaded = read_sources(settings.source_list(), settings.file_limits())
     migrate_if_needed(settings.index)
     report = sync_index(
-        from_sources,
+        loaded.documents,
         settings.index,
         embedder,
         chunker_config(settings, embedder),
         show_progress=show_progress,
         keep_api_documents=True,
         segments=segment_policy(settings),
+        keep=[f.doc_id for f in loaded.failures if f.doc_id],
     )
     logger.info(
-        "indexed %d documents (%d passages, %d embedded, %d reused, %d removed) in %.1fs",
+        "indexed %d documents (%d passages, %d embedded, %d reused, %d removed) in %.1fs; %d files skipped",
         report.documents,
         report.passages,
         report.embedded_passages,
         report.reused_documents,
         report.removed_documents,
         report.seconds,
+        len(loaded.failures),
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from indexer.store import vector_index
 from indexer.store.bm25 import BM25_DIR
+from indexer.store.originals import ORIGINALS_DIR
 from indexer.store.records import RECORDS_FILE, RecordsError
 from indexer.store.segments import (
     MANIFEST_FILE,
@@ -110,6 +111,8 @@ def backup(index_dir: Path, destination: Path) -> VerifyReport:
             finally:
                 store.close()
             shutil.copytree(index_dir / BM25_DIR, staging / BM25_DIR, ignore=shutil.ignore_patterns("*.lock"))
+            if (index_dir / ORIGINALS_DIR).is_dir():
+                shutil.copytree(index_dir / ORIGINALS_DIR, staging / ORIGINALS_DIR, ignore=shutil.ignore_patterns(".*"))
             manifest = read_manifest(index_dir)
             if manifest.segments:
                 (staging / SEGMENTS_DIR).mkdir()

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import CitelineError
-from indexer.text.documents import Document
+from indexer.text.documents import Document, Layout
 
 RECORDS_FILE = "records.sqlite"
 SCHEMA_VERSION = 1
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS documents (
     source TEXT NOT NULL,
     metadata TEXT NOT NULL,
     content_hash TEXT NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    layout TEXT
 );
 CREATE TABLE IF NOT EXISTS passages (
     doc INTEGER NOT NULL,
@@ -57,6 +58,8 @@ CREATE TABLE IF NOT EXISTS sentences (
     vector BLOB NOT NULL,
     PRIMARY KEY (doc, ord)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS originals (doc INTEGER PRIMARY KEY, sha256 TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS originals_by_sha256 ON originals (sha256);
 CREATE TABLE IF NOT EXISTS oplog (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     action TEXT NOT NULL CHECK (action IN ('add', 'delete')),
@@ -154,6 +157,11 @@ class Records:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(documents)")}
+            if "layout" not in columns and not read_only:  # a file from before layouts: one more column
+                self._db.execute("ALTER TABLE documents ADD COLUMN layout TEXT")
+            # Reads of a read-only file from before layouts see none.
+            self._layout = "layout" if "layout" in columns or not read_only else "NULL"
             version = self.meta("schema_version")
             if version is None and not read_only:
                 self.set_meta({"schema_version": str(SCHEMA_VERSION)})
@@ -213,16 +221,27 @@ class Records:
                 db.execute("DELETE FROM documents WHERE id = ?", (key,))
                 db.execute("DELETE FROM passages WHERE doc = ?", (key,))
                 db.execute("DELETE FROM sentences WHERE doc = ?", (key,))
+                db.execute("DELETE FROM originals WHERE doc = ?", (key,))
                 db.execute("INSERT INTO oplog (action, doc, doc_id) VALUES ('delete', ?, ?)", (key, doc_id))
             for record in adds:
                 d = record.document
                 cursor = db.execute(
-                    "INSERT INTO documents (doc_id, title, source, metadata, content_hash, text) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (d.doc_id, d.title, d.source, json.dumps(d.metadata, ensure_ascii=False), d.content_hash, d.text),
+                    "INSERT INTO documents (doc_id, title, source, metadata, content_hash, text, layout) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        d.doc_id,
+                        d.title,
+                        d.source,
+                        json.dumps(d.metadata, ensure_ascii=False),
+                        d.content_hash,
+                        d.text,
+                        d.layout.to_json() if d.layout is not None else None,
+                    ),
                 )
                 key = int(cursor.lastrowid or 0)
                 record.key = key
+                if d.layout is not None and d.layout.original:
+                    db.execute("INSERT INTO originals (doc, sha256) VALUES (?, ?)", (key, d.layout.original))
                 pv = np.ascontiguousarray(record.passage_vectors, dtype=np.float32)
                 sv = np.ascontiguousarray(record.sentence_vectors, dtype=np.float32)
                 db.executemany(
@@ -316,7 +335,8 @@ class Records:
             batch = wanted[at : at + 500]
             marks = ",".join("?" * len(batch))
             documents = self._query(
-                f"SELECT id, doc_id, title, source, metadata, text FROM documents WHERE id IN ({marks}) ORDER BY id",
+                f"SELECT id, doc_id, title, source, metadata, text, {self._layout} FROM documents "
+                f"WHERE id IN ({marks}) ORDER BY id",
                 batch,
             )
             passages: dict[int, list[tuple]] = {}
@@ -332,12 +352,10 @@ class Records:
                 batch,
             ):
                 sentences.setdefault(int(row[0]), []).append(row)
-            for key, doc_id, title, source, metadata, text in documents:
+            for key, *fields in documents:
                 p_rows, s_rows = passages.get(int(key), []), sentences.get(int(key), [])
                 yield DocumentRecord(
-                    document=Document(
-                        doc_id=doc_id, text=text, title=title, source=source, metadata=json.loads(metadata)
-                    ),
+                    document=_document(*fields),
                     passages=[Passage(int(s), int(e), _ints(b, np.int32), _ints(t)) for _, s, e, b, _, t in p_rows],
                     sentences=[Sentence(int(s), int(e), _ints(b)) for _, s, e, b, _ in s_rows],
                     passage_vectors=_matrix([r[4] for r in p_rows] if vectors else [], dimension),
@@ -348,12 +366,33 @@ class Records:
     def documents(self, first_key: int, last_key: int) -> dict[int, Document]:
         """The stored documents whose keys lie in `[first_key, last_key]`, without their passages or sentences."""
         return {
-            int(key): Document(doc_id=doc_id, text=text, title=title, source=source, metadata=json.loads(metadata))
-            for key, doc_id, title, source, metadata, text in self._query(
-                "SELECT id, doc_id, title, source, metadata, text FROM documents WHERE id BETWEEN ? AND ? ORDER BY id",
+            int(key): _document(*row)
+            for key, *row in self._query(
+                f"SELECT id, doc_id, title, source, metadata, text, {self._layout} FROM documents "
+                "WHERE id BETWEEN ? AND ? ORDER BY id",
                 (first_key, last_key),
             )
         }
+
+    def originals(self, doc_ids: Sequence[str] | None = None) -> set[str]:
+        """SHA-256 of the original files the stored documents `doc_ids` (all, when None) keep."""
+        if self._layout == "NULL":  # a read-only file from before originals
+            return set()
+        if doc_ids is None:
+            return {str(h) for (h,) in self._query("SELECT DISTINCT sha256 FROM originals")}
+        found: set[str] = set()
+        for at in range(0, len(doc_ids), 500):
+            batch = list(doc_ids[at : at + 500])
+            marks = ",".join("?" * len(batch))
+            rows = self._query(
+                f"SELECT o.sha256 FROM originals o JOIN documents d ON d.id = o.doc WHERE d.doc_id IN ({marks})", batch
+            )
+            found.update(str(h) for (h,) in rows)
+        return found
+
+    def unreferenced(self, hashes: Iterable[str]) -> set[str]:
+        """Those of `hashes` that no stored document keeps as its original."""
+        return {h for h in hashes if not self._query("SELECT 1 FROM originals WHERE sha256 = ? LIMIT 1", (h,))}
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the main file (before the file is moved or copied whole)."""
@@ -391,6 +430,17 @@ class Records:
                 self._db.backup(target)
             finally:
                 target.close()
+
+
+def _document(doc_id: str, title: str | None, source: str, metadata: str, text: str, layout: str | None) -> Document:
+    return Document(
+        doc_id=doc_id,
+        text=text,
+        title=title,
+        source=source,
+        metadata=json.loads(metadata),
+        layout=Layout.from_json(layout),
+    )
 
 
 def _matrix(blobs: Sequence[bytes], dimension: int) -> np.ndarray:

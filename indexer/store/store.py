@@ -6,6 +6,7 @@ Layout (format 3):
                             vectors, the operation log
     INDEX/bm25/             tantivy's index of the passages (`bm25.py`), and APPLIED, the last log entry in it
     INDEX/segments/         sealed vector segments, memory-mapped (`segments.py`), and their MANIFEST.json
+    INDEX/originals/        original files (PDF, HTML, DOCX) by SHA-256 (`originals.py`)
     INDEX/.write.lock       one writer at a time, across processes
     INDEX/encoders/         ONNX exports of the model (a cache: indexer/model/encoders.py)
 
@@ -19,6 +20,7 @@ from their segments; the vectors of documents newer than the last segment are re
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -37,7 +39,8 @@ from indexer.model.embedding import ModelInfo
 from indexer.store import vector_index
 from indexer.store.bm25 import BM25_DIR, BM25Error, BM25Index
 from indexer.store.errors import NoIndexError, SegmentError, StoreError, WriterBusyError
-from indexer.store.records import RECORDS_FILE, DocumentRecord, Passage, Records, Sentence
+from indexer.store.originals import OriginalChangedError, Originals
+from indexer.store.records import RECORDS_FILE, DiskFullError, DocumentRecord, Passage, Records, Sentence
 from indexer.store.segments import (
     SEGMENTS_DIR,
     Manifest,
@@ -487,7 +490,12 @@ class Store:
     def write(self, adds: Sequence[DocumentRecord], deletes: Sequence[str] = ()) -> int:
         """Store `adds` (replacing any stored versions) and delete `deletes`, durably; then update the BM25
         index. Call under the writer lock. Returns the log's last sequence number."""
+        originals = Originals(self.index_dir)
+        self._keep_originals(adds, originals)
+        replaced = self.records.originals([*deletes, *(r.document.doc_id for r in adds)])
         seq = self.records.apply(adds, deletes)
+        for sha256 in self.records.unreferenced(replaced):  # after the commit: a crash leaves a file, not a gap
+            originals.remove(sha256)
         # The write is durable now: a BM25 failure must not report it as failed. It is kept (the service is
         # not ready meanwhile) and the next write, or the next start, replays what the BM25 index missed.
         try:
@@ -498,6 +506,30 @@ class Store:
         else:
             self.bm25_error = None
         return seq
+
+    def _keep_originals(self, adds: Sequence[DocumentRecord], originals: Originals) -> None:
+        """Write the original files of `adds` before their records commit (a record never names a missing one)."""
+        for record in adds:
+            document = record.document
+            if document.layout is None or not document.layout.original:
+                continue
+            if document.original is None:
+                if not originals.has(document.layout.original):
+                    raise StoreError(f"document {document.doc_id!r} names an original file that is not given")
+                continue
+            try:
+                originals.put(document.layout.original, document.original)
+            except OriginalChangedError as error:
+                logger.warning("%s: its original is not kept; index it again to keep it", error)
+                record.document = replace(document, layout=replace(document.layout, original=""), original=None)
+            except OSError as error:
+                message = (
+                    f"{originals.root}: the original of {document.doc_id!r} could not be written "
+                    f"({error.strerror or error}); nothing was written"
+                )
+                if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(f"{message}: free space") from None
+                raise StoreError(message) from None
 
     def follow(self, view: View) -> View:
         """`view` brought up to the log's end (this process's writes and other processes')."""

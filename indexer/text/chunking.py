@@ -79,16 +79,21 @@ def clip_title(title: str | None, counter: TokenCounter, token_limit: int) -> st
     return title[: counter.prefix_length(title, min(TITLE_TOKEN_BUDGET, token_limit // 2))]
 
 
-def content_blocks(text: str, skip_boilerplate: bool = True, title: str | None = None) -> list[list[Span]]:
+def content_blocks(
+    text: str, skip_boilerplate: bool = True, title: str | None = None, breaks: frozenset[int] = frozenset()
+) -> list[list[Span]]:
     """Sentences grouped into runs of content lines.
 
     Boilerplate lines, date lines and the headline line (it is embedded with every chunk anyway) are
-    left out and end a run, so a chunk never spans them.
+    left out and end a run, so a chunk never spans them. A line that starts at one of `breaks` (where a
+    section starts) begins a new run: a passage never spans two sections.
     """
     title_line = normalize_whitespace(title) if title else None
     blocks: list[list[Span]] = [[]]
     for line in line_spans(text):
         content = text[line.start : line.end]
+        if line.start in breaks and blocks[-1]:
+            blocks.append([])
         if skip_boilerplate and (
             is_boilerplate_line(content) or is_dateline(content) or normalize_whitespace(content) == title_line
         ):
@@ -178,15 +183,16 @@ def _pack(
 
 def passage_spans(document: Document, counter: TokenCounter, config: ChunkerConfig) -> list[Span]:
     """The passages of one document in order, as spans of its text; each fits `config.token_limit` together
-    with the title line."""
+    with the title line, and none spans two sections of the document's layout."""
     text = document.text
     title = clip_title(document.title, counter, config.token_limit) if config.embed_title else None
     title_tokens = counter.count([title])[0] if title else 0
     budget = max(1, config.token_limit - title_tokens)
     target = max(1, min(config.passage_tokens - title_tokens, budget))
     paragraph_starts = frozenset(line.start for line in line_spans(text)) if config.paragraphs else frozenset()
+    sections = frozenset(start for start, _ in document.layout.sections) if document.layout else frozenset()
     passages: list[Span] = []
-    for block in content_blocks(text, config.skip_boilerplate, document.title):
+    for block in content_blocks(text, config.skip_boilerplate, document.title, sections):
         pieces = _within_budget(text, block, budget, counter, _split_long_span)
         passages.extend(_pack(text, pieces, target, budget, config.overlap_sentences, counter, paragraph_starts))
     return passages

@@ -1,24 +1,72 @@
-"""Load sources (folders of .txt/.md files, JSONL corpora) into `Document`s with their original text."""
+"""Load sources (folders of PDF, HTML, DOCX, Markdown and text files; JSONL corpora) into `Document`s.
+
+A document's `text` is what citations refer to: the file's own text, or the text extracted from it (PDF,
+HTML, DOCX), with its `Layout` (pages, sections, the original file's type and hash) beside it.
+"""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePath
 from typing import Any
 
 from indexer.errors import CitelineError
+from indexer.formats.extract import SUFFIXES, extract
+from indexer.formats.extracted import ExtractionError, Limits
+from indexer.formats.plain import TEXT
 
-TEXT_SUFFIXES = (".txt", ".md")
+logger = logging.getLogger(__name__)
 # Printable, no whitespace, no path separators, not starting with '.': never a path trick, fine in a URL.
 DOC_ID_PATTERN = re.compile(r"[^\s/\\.\x00-\x1f\x7f\ufeff][^\s/\\\x00-\x1f\x7f\ufeff]{0,199}")
 
 
 class SourceError(CitelineError, ValueError):
     """A source could not be read as documents (missing path, bad JSONL line, duplicate id)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a document's text came from: the original file's media type and SHA-256 (its bytes are kept
+    in the store, `GET /documents/{id}/source`), where each page starts (PDF), and the heading path that
+    holds from each offset on (every format with headings)."""
+
+    media_type: str
+    original: str = ""  # SHA-256 of the original file, "" when the text is the original
+    pages: tuple[int, ...] = ()  # pages[i]: offset in `text` where page i + 1 starts
+    sections: tuple[tuple[int, str], ...] = ()  # (offset, heading path), offsets increasing
+
+    def page_range(self, start: int, end: int) -> tuple[int, int] | None:
+        """The 1-based pages on which `text[start:end]` starts and ends; None without pages."""
+        if not self.pages:
+            return None
+        first = max(1, bisect.bisect_right(self.pages, start))
+        return first, max(first, bisect.bisect_right(self.pages, max(start, end - 1)))
+
+    def section_at(self, offset: int) -> str | None:
+        """The heading path in effect at `offset`, None before the first heading or without any."""
+        at = bisect.bisect_right(self.sections, (offset, "\U0010ffff")) - 1
+        return self.sections[at][1] if at >= 0 else None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> Layout | None:
+        if not raw:
+            return None
+        values = json.loads(raw)
+        return cls(
+            media_type=values["media_type"],
+            original=values.get("original", ""),
+            pages=tuple(values.get("pages", ())),
+            sections=tuple((int(o), str(p)) for o, p in values.get("sections", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -30,11 +78,17 @@ class Document:
     title: str | None = None
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    layout: Layout | None = None
+    # The original file (its bytes, or where to read them) until the store keeps it; never compared.
+    original: bytes | Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def content_hash(self) -> str:
         """Hash of what indexing depends on: a document with the same hash needs no re-embedding."""
-        payload = json.dumps([self.title, self.text], ensure_ascii=False)
+        values: list[Any] = [self.title, self.text]
+        if self.layout is not None:  # documents without one hash as before layouts existed
+            values.append(self.layout.to_json())
+        payload = json.dumps(values, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -127,16 +181,60 @@ def validate_doc_id(doc_id: str) -> str:
     return doc_id
 
 
-def load_text_file(path: Path, root: Path | None = None) -> Document:
-    """A `.txt`/`.md` file as a document: id is the file stem, title detected from the first line."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SourceError(f"{path}: not valid UTF-8 ({error})") from error
-    text = text.removeprefix("\ufeff")
+def document_from_file(
+    data: bytes,
+    doc_id: str,
+    source: str,
+    name: str = "",
+    limits: Limits | None = None,
+    original: bytes | Path | None = None,
+) -> Document:
+    """A file's bytes as a document (`ExtractionError` if they yield none). Plain UTF-8 or otherwise decoded
+    text is its own original; other formats keep theirs (`original`, default `data`) beside the text."""
+    extracted = extract(data, name, limits)
+    title = extracted.title or detect_title(extracted.text)
+    if extracted.media_type == TEXT:
+        return Document(doc_id=doc_id, text=extracted.text, title=title, source=source)
+    keeps_original = extracted.media_type != "text/markdown"
+    layout = Layout(
+        media_type=extracted.media_type,
+        original=hashlib.sha256(data).hexdigest() if keeps_original else "",
+        pages=extracted.pages,
+        sections=extracted.sections,
+    )
+    return Document(
+        doc_id=doc_id,
+        text=extracted.text,
+        title=title,
+        source=source,
+        layout=layout,
+        original=(original if original is not None else data) if keeps_original else None,
+    )
+
+
+def file_doc_id(path: PurePath) -> str:
+    """A file's document id: its name without the extension, whitespace runs as "_" ("Annual Report.pdf" is
+    `Annual_Report`)."""
+    return re.sub(r"[\s\x00-\x1f\x7f\ufeff]+", "_", path.stem).strip("_") or path.stem
+
+
+def load_file(path: Path, root: Path | None = None, limits: Limits | None = None) -> Document:
+    """A file as a document: its id is `file_doc_id`, its type sniffed from the content."""
     source = str(path.relative_to(root)) if root is not None else str(path)
-    return Document(doc_id=path.stem, text=text, title=detect_title(text), source=source)
+    limits = limits or Limits()
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise ExtractionError(
+                f"the file has {size:,} bytes; the limit is {limits.max_bytes:,} (CITELINE_MAX_FILE_BYTES)"
+            )
+        data = path.read_bytes()
+    except OSError as error:
+        raise SourceError(f"{source}: cannot be read ({error.strerror or error})") from None
+    try:
+        return document_from_file(data, file_doc_id(path), source, path.name, limits, original=path)
+    except ExtractionError as error:
+        raise SourceError(f"{source}: {error}") from None
 
 
 def iter_jsonl_documents(path: Path) -> Iterator[Document]:
@@ -166,24 +264,83 @@ def iter_jsonl_documents(path: Path) -> Iterator[Document]:
             )
 
 
-def load_documents(sources: Iterable[str | Path]) -> list[Document]:
-    """Every document of the given folders (recursive, .txt/.md) and JSONL files, ids unique."""
-    documents: list[Document] = []
+@dataclass(frozen=True)
+class Failure:
+    """A file that yielded no document, and why. Its stored version, if any, is kept (`doc_id`)."""
+
+    source: str
+    reason: str
+    doc_id: str | None = None
+
+
+@dataclass
+class Loaded:
+    """What a set of sources yields: documents with unique ids, and the files that failed."""
+
+    documents: list[Document] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def source_files(folder: Path) -> list[Path]:
+    """The files a folder source reads, recursively and in order: those with a supported extension,
+    hidden files and folders aside."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def read_sources(sources: Iterable[str | Path], limits: Limits | None = None) -> Loaded:
+    """Every document of the given folders (recursive) and files. A file that cannot be read or extracted,
+    or whose id another file has already taken, is a `Failure` and the rest are read: one bad file never
+    stops a batch. A source that does not exist, or a malformed JSONL file, raises `SourceError`."""
+    loaded = Loaded()
+    seen: dict[str, str] = {}
+
+    def take(path: Path, root: Path) -> None:
+        try:
+            document = load_file(path, root, limits)
+            validate_doc_id(document.doc_id)
+        except SourceError as error:
+            loaded.failures.append(Failure(str(path.relative_to(root)), str(error), file_doc_id(path)))
+            return
+        if document.doc_id in seen:
+            reason = f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}"
+            loaded.failures.append(Failure(document.source, reason))
+            return
+        seen[document.doc_id] = document.source
+        loaded.documents.append(document)
+
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-            documents.extend(load_text_file(p, root=path.parent) for p in files)
+            for file in source_files(path):
+                take(file, path.parent)
         elif path.is_file() and path.suffix.lower() == ".jsonl":
-            documents.extend(iter_jsonl_documents(path))
-        elif path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
-            documents.append(load_text_file(path, root=path.parent))
+            for document in iter_jsonl_documents(path):
+                validate_doc_id(document.doc_id)
+                if document.doc_id in seen:
+                    raise SourceError(
+                        f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}"
+                    )
+                seen[document.doc_id] = document.source
+                loaded.documents.append(document)
+        elif path.is_file():
+            take(path, path.parent)
         else:
-            raise SourceError(f"{path}: not a folder, a .jsonl file or a .txt/.md file")
-    seen: dict[str, str] = {}
-    for document in documents:
-        validate_doc_id(document.doc_id)
-        if document.doc_id in seen:
-            raise SourceError(f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}")
-        seen[document.doc_id] = document.source
-    return documents
+            raise SourceError(f"{path}: not a folder, a .jsonl file or a file to read ({', '.join(SUFFIXES)})")
+    for failure in loaded.failures:
+        logger.warning("skipped %s: %s", failure.source, failure.reason.removeprefix(f"{failure.source}: "))
+    return loaded
+
+
+def load_documents(sources: Iterable[str | Path], limits: Limits | None = None) -> list[Document]:
+    """Every document of the given sources; raises `SourceError` for the first file that fails (for corpora
+    that must load whole: evaluation sets, benchmarks)."""
+    loaded = read_sources(sources, limits)
+    if loaded.failures:
+        raise SourceError(loaded.failures[0].reason)
+    return loaded.documents

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from service.api.errors import add_error_handlers
 from service.api.limits import BodySizeLimit, RequestTimeout
 from service.api.observability import Metrics, RequestObserver
-from service.api.routes import documents, health, pages, search
+from service.api.routes import documents, health, pages, search, uploads
 from service.engine import Engine
 from service.settings import Settings
 from service.startup import prepare_index
@@ -74,12 +74,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     app = FastAPI(title="Citeline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
     app.add_middleware(RequestObserver, metrics=app.state.metrics)  # outermost: sees every status, even 413/503
     add_error_handlers(app)
-    for router in (search.router, documents.router, health.router):
+    for router in (search.router, uploads.router, documents.router, health.router):  # uploads first: see uploads.py
         app.include_router(router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")

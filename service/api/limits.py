@@ -24,24 +24,35 @@ async def send_json(send: Send, status: int, detail: str, headers: dict[str, str
     await send({"type": "http.response.body", "body": body})
 
 
-def _too_large(limit: int) -> str:
-    return f"request body is larger than {limit} bytes (CITELINE_MAX_BODY_BYTES): send fewer or smaller documents"
+def _too_large(limit: int, setting: str) -> str:
+    return f"request body is larger than {limit} bytes ({setting}): send fewer or smaller documents"
+
+
+def is_multipart(scope: Scope) -> bool:
+    """A request whose body is `multipart/form-data` (a file upload)."""
+    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
+    return content_type.split(b";", 1)[0].strip().lower() == b"multipart/form-data"
 
 
 class BodySizeLimit:
-    """ASGI middleware: a body over `max_bytes` is a 413, by its declared length or as it streams in."""
+    """ASGI middleware: a body over `max_bytes` (a file upload: `max_upload_bytes`) is a 413, by its declared
+    length or as it streams in."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = is_multipart(scope)
+        limit = self.max_upload_bytes if upload else self.max_bytes
+        setting = "CITELINE_MAX_UPLOAD_BYTES" if upload else "CITELINE_MAX_BODY_BYTES"
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_json(send, 413, _too_large(self.max_bytes))
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_json(send, 413, _too_large(limit, setting))
             return
         received = 0
 
@@ -50,9 +61,9 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     # An HTTPException passes through FastAPI's body parsing and becomes the response.
-                    raise HTTPException(status_code=413, detail=_too_large(self.max_bytes))
+                    raise HTTPException(status_code=413, detail=_too_large(limit, setting))
             return message
 
         await self.app(scope, limited_receive, send)

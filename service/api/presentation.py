@@ -44,6 +44,7 @@ class ResultView:
     result: SearchResult
     passage: Marked
     view_url: str
+    original_url: str | None = None  # the original PDF, opened at the page the passage starts on
 
 
 def document_url(doc_id: str) -> str:
@@ -56,6 +57,11 @@ def view_url(doc_id: str, start: int, end: int) -> str:
     return f"{document_url(doc_id)}?{urlencode({'start': start, 'end': end})}#cited"
 
 
+def original_url(doc_id: str, page: int | None = None) -> str:
+    """Link to the document's original file (`GET /documents/{doc_id}/source`), at `page` for a PDF."""
+    return f"/documents/{quote(doc_id, safe='')}/source" + (f"#page={page}" if page else "")
+
+
 def result_view(result: SearchResult) -> ResultView:
     """The passage cut around its highlight sentence (both offsets are in the same document)."""
     c, h = result.citation, result.highlight
@@ -63,6 +69,7 @@ def result_view(result: SearchResult) -> ResultView:
         result=result,
         passage=split_around(result.text, h.start - c.start, h.end - c.start),
         view_url=view_url(c.doc_id, c.start, c.end),
+        original_url=original_url(c.doc_id, c.page) if c.page else None,
     )
 
 

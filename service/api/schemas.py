@@ -162,6 +162,15 @@ class Citation(BaseModel):
     source: str = Field(examples=["seeds/001_2c0b17beeba9964b.txt"])
     start: int = Field(description="Start offset (Python string index) in the document's original text.")
     end: int = Field(description="End offset (exclusive) in the document's original text.")
+    page: int | None = Field(
+        default=None, description="1-based page of the original file on which the passage starts (PDF)."
+    )
+    page_end: int | None = Field(default=None, description="1-based page on which the passage ends (PDF).")
+    section: str | None = Field(
+        default=None,
+        description="Heading path in effect where the passage starts (Markdown, HTML, DOCX).",
+        examples=["Results › Casualties"],
+    )
 
 
 class Highlight(BaseModel):
@@ -395,8 +404,18 @@ class WrittenDocument(_Passages):
     created: bool = Field(description="True if it is new, false if it replaced a document with the same id.")
 
 
+class FailedFile(BaseModel):
+    """An uploaded file that was not indexed, and why."""
+
+    file: str = Field(description="The file's name as uploaded.")
+    reason: str = Field(examples=["an encrypted PDF: it needs a password to be read"])
+
+
 class WriteResponse(BaseModel):
     """What a write did; the new state is durable on disk and searched from now on."""
 
     documents: list[WrittenDocument]
     snapshot: str = Field(description="Version of the index that holds the write: the sequence number of the write.")
+    failed: list[FailedFile] = Field(
+        default_factory=list, description="Uploaded files that were not indexed (multipart uploads only)."
+    )

@@ -96,6 +96,9 @@ class Reference:
     source: str
     start: int
     end: int
+    page: int | None = None  # 1-based page of the original (PDF) on which the passage starts
+    page_end: int | None = None  # ... and on which it ends
+    section: str | None = None  # heading path in effect where the passage starts
 
 
 @dataclass(frozen=True)
@@ -874,7 +877,20 @@ class Retriever:
     def _reference(self, row: int) -> Reference:
         document = self.view.passage_document(row)
         span = self.view.passage_span(row)
-        return Reference(document.doc_id, document.title, document.source, span.start, span.end)
+        layout = document.layout
+        if layout is None:
+            return Reference(document.doc_id, document.title, document.source, span.start, span.end)
+        pages = layout.page_range(span.start, span.end)
+        return Reference(
+            document.doc_id,
+            document.title,
+            document.source,
+            span.start,
+            span.end,
+            page=pages[0] if pages else None,
+            page_end=pages[1] if pages else None,
+            section=layout.section_at(span.start),
+        )
 
     def _find_facts(self, fact: SentenceFact, sentence_rows: np.ndarray) -> list[bool]:
         view = self.view

@@ -12,6 +12,7 @@ from indexer.text.documents import (
     detect_title,
     is_boilerplate_line,
     load_documents,
+    read_sources,
     reads_as_headline,
     validate_doc_id,
 )
@@ -96,13 +97,19 @@ def test_jsonl_loads_beir_corpus_as_is(tmp_path: Path):
     assert (b.doc_id, b.title) == ("7", None)
 
 
-def test_folder_is_recursive_and_takes_txt_and_md(tmp_path: Path):
+def test_folder_is_recursive_and_a_bad_file_is_skipped_with_its_reason(tmp_path: Path):
     (tmp_path / "docs" / "sub").mkdir(parents=True)
     (tmp_path / "docs" / "a.txt").write_text("A text.", encoding="utf-8")
     (tmp_path / "docs" / "sub" / "b.md").write_text("B text.", encoding="utf-8")
     (tmp_path / "docs" / "c.pdf").write_bytes(b"%PDF")
-    docs = load_documents([tmp_path / "docs"])
-    assert [(d.doc_id, d.source) for d in docs] == [("a", "docs/a.txt"), ("b", "docs/sub/b.md")]
+    (tmp_path / "docs" / "d.csv").write_text("not a source", encoding="utf-8")
+    loaded = read_sources([tmp_path / "docs"])
+    assert [(d.doc_id, d.source) for d in loaded.documents] == [("a", "docs/a.txt"), ("b", "docs/sub/b.md")]
+    assert [(f.doc_id, f.reason) for f in loaded.failures] == [
+        ("c", "docs/c.pdf: named .pdf, but its content is not a PDF file (damaged?)")
+    ]
+    with pytest.raises(SourceError, match=r"named \.pdf"):
+        load_documents([tmp_path / "docs"])  # the strict loader, for corpora that must load whole
 
 
 def test_bad_sources_raise_clear_errors(tmp_path: Path):
@@ -122,8 +129,7 @@ def test_bad_sources_raise_clear_errors(tmp_path: Path):
         load_documents([tmp_path / "nowhere"])
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\xe9".encode("latin-1"))
-    with pytest.raises(SourceError, match="not valid UTF-8"):
-        load_documents([latin])
+    assert load_documents([latin])[0].text == "café"  # not UTF-8: the encoding is detected
 
 
 @pytest.mark.parametrize("doc_id", ["../etc/passwd", "/abs", "a/b", "", "x" * 201, "a..b", " space"])

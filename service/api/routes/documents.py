@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi.responses import FileResponse
 
 from indexer.collection import API_SOURCE, UnknownDocumentError, derive_doc_id
+from indexer.store.originals import Originals
 from indexer.text.documents import Document, SourceError, validate_doc_id
 from service.api.dependencies import EngineDep, SettingsDep
+from service.api.routes.uploads import UPLOAD_BODY
 from service.api.schemas import (
     BAD_BODY,
     BAD_INPUT,
@@ -72,6 +77,42 @@ def list_documents(engine: EngineDep) -> DocumentList:
     return DocumentList(documents=[_summary(d, state) for d in documents])
 
 
+# An original is the user's file, not our page: HTML from it must never run or render as ours.
+_ORIGINAL_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+
+
+@reads.get(
+    "/documents/{doc_id}/source",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/pdf": {}, "text/html": {}, "text/plain": {}},
+            "description": "The original file as it was indexed.",
+        },
+        404: {"model": ErrorMessage, "description": "No document has this id."},
+    },
+    openapi_extra=OPTIONAL_KEY,
+    summary="Get the original file of a document",
+)
+def get_source(doc_id: DocId, engine: EngineDep) -> Response:
+    """The file a document's text was extracted from (PDF, HTML, DOCX), with its media type; for a text
+    document, its text. A PDF citation's `page` opens it there: `/documents/{doc_id}/source#page=N`."""
+    document = engine.state.view.document(doc_id)
+    if document is None:
+        raise UnknownDocumentError(doc_id)
+    layout = document.layout
+    name = PurePath(document.source.split("#", 1)[0]).name or f"{doc_id}.txt"
+    disposition = f"inline; filename*=UTF-8''{quote(name)}"
+    headers = {**_ORIGINAL_HEADERS, "Content-Disposition": disposition}
+    if layout is None or not layout.original:
+        media_type = layout.media_type if layout is not None else "text/plain"
+        return Response(document.text, media_type=f"{media_type}; charset=utf-8", headers=headers)
+    path = Originals(engine.index_dir).path(layout.original)
+    if not path.is_file():  # deleted by a write since this view was taken
+        raise UnknownDocumentError(doc_id)
+    return FileResponse(path, media_type=layout.media_type, headers=headers)
+
+
 @reads.get(
     "/documents/{doc_id}",
     response_model=DocumentDetail,
@@ -120,7 +161,8 @@ def _response(results: list[WriteResult], engine: Engine) -> WriteResponse:
         400: BAD_BODY,
         409: {"model": ErrorMessage, "description": "A doc_id already exists (nothing was written)."},
     },
-    summary="Add one document or a batch",
+    openapi_extra=UPLOAD_BODY,
+    summary="Add one document or a batch, or upload files",
 )
 def add_documents(
     body: DocumentWrite,
@@ -128,6 +170,10 @@ def add_documents(
     settings: SettingsDep,
 ) -> WriteResponse:
     """Index new documents, `{"text": ...}` or `{"documents": [...]}`, in one atomic write.
+
+    Or upload files as `multipart/form-data`, one `file` part each (`curl -F file=@report.pdf`): PDF, HTML,
+    DOCX, Markdown or text, the doc_id from the file name; `?replace=true` replaces existing ids. Files that
+    yield no document are listed under `failed` with their reasons and the rest are written.
 
     Returns once the documents are stored durably; the next search sees them. An id that
     exists already is a 409 and nothing is written: replace a document with `PUT /documents/{doc_id}`.

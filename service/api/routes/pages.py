@@ -17,11 +17,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from indexer.formats.docx import DOCX
 from service.api.dependencies import EngineDep
 from service.api.presentation import (
     PageInputError,
     cited_span,
     document_url,
+    original_url,
     result_view,
     search_request,
     split_around,
@@ -30,6 +32,8 @@ from service.api.results import search_response
 from service.api.schemas import MAX_QUERY_CHARS, SearchRequest
 from service.api.security import require_read_key
 from service.search.retrieval import Mode
+
+MEDIA_NAMES = {"application/pdf": "PDF", "text/html": "web page", DOCX: "Word file"}
 
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = HERE / "templates"
@@ -131,4 +135,14 @@ def document_view(
         links = [("Read the whole document", document_url(doc_id)), ("New search", "/")]
         return _error_page(request, 422, "That citation does not fit this document", error.messages, links)
     marked = None if span is None else split_around(document.text, span.start, span.end)
-    return _page(request, "view.html", {"document": document, "span": span, "marked": marked})
+    layout = document.layout
+    pages = layout.page_range(span.start, span.end) if layout is not None and span is not None else None
+    section = layout.section_at(span.start) if layout is not None and span is not None else None
+    place = ", ".join(
+        ([f"page {pages[0]}" + (f"–{pages[1]}" if pages[1] != pages[0] else "")] if pages else [])
+        + ([f"§ {section}"] if section else [])
+    )
+    original = original_url(doc_id, pages[0] if pages else None) if layout is not None and layout.original else None
+    kind = MEDIA_NAMES.get(layout.media_type, "file") if layout is not None else ""
+    context = {"document": document, "span": span, "marked": marked, "place": place, "original": original, "kind": kind}
+    return _page(request, "view.html", context)
