@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs)")
     add_common(serve)
-    add_flags(serve, ["host", "port", "sources"])
+    add_flags(serve, ["host", "port", "sources", "watch"])
 
     migrate = commands.add_parser(
         "migrate",

@@ -267,6 +267,14 @@ class Engine:
             view = self._commit(documents)
         return [WriteResult(d.doc_id, view.passage_count(d.doc_id), c) for d, c in zip(documents, created, strict=True)]
 
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Remove the documents with these ids (those not stored are passed over), in one write."""
+        with self._writing():
+            self._follow()
+            stored = [doc_id for doc_id in doc_ids if doc_id in self._state.view.doc_rows]
+            if stored:
+                self._commit([], stored)
+
     def delete_document(self, doc_id: str) -> None:
         """Remove a document and its passages; `UnknownDocumentError` if there is none with this id."""
         with self._writing():

@@ -30,6 +30,9 @@ class Settings:
 
     index: Path = _setting(Path("index"), "Index directory (holds records.sqlite and bm25/).")  # noqa: RUF009
     sources: str = _setting("", "Comma-separated folders/JSONL files that `serve` indexes (incrementally) first.")
+    watch: str = _setting(
+        "", "Comma-separated folders `serve` keeps in sync while serving: new, changed and deleted files, no restart."
+    )
     model: str = _setting("all-MiniLM-L6-v2", "Embedding model: the bundled default, a local folder or a cached name.")
     host: str = _setting("127.0.0.1", "Address `serve` listens on.")
     port: int = _setting(8000, "Port `serve` listens on.")
@@ -133,6 +136,10 @@ class Settings:
     def file_limits(self) -> Limits:
         """The bounds on one file of a source."""
         return Limits(max_bytes=self.max_file_bytes, max_pages=self.max_pdf_pages, max_chars=self.max_document_chars)
+
+    def watch_list(self) -> list[Path]:
+        """`watch` split into folders."""
+        return [Path(s.strip()) for s in self.watch.split(",") if s.strip()]
 
     def source_list(self) -> list[str]:
         """`sources` split into paths."""

@@ -92,14 +92,14 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
 
 def prepare_index(settings: Settings, embedder: Embedder | None = None) -> Embedder | None:
     """Make the index named by `settings` ready to load: `settings.sources` indexed first if any, a format 1
-    or 2 index migrated (no re-embedding), and with writes enabled (`CITELINE_API_KEY`) and no index yet, an
-    empty one created to write into. Returns the model if this needed it (so it is loaded once)."""
+    or 2 index migrated (no re-embedding), and with writes enabled (`CITELINE_API_KEY`) or a folder to watch
+    and no index yet, an empty one created to write into. Returns the model if this needed it (so it is loaded once)."""
     if settings.source_list():
         embedder = embedder or load_embedder(settings)
         index_sources(settings, embedder)
         return embedder
     migrate_if_needed(settings.index)
-    if settings.api_key and not is_store(settings.index):
+    if (settings.api_key or settings.watch_list()) and not is_store(settings.index):
         logger.info("no index at %s: starting an empty one to add documents to", settings.index)
         embedder = embedder or load_embedder(settings)
         with writer_lock(settings.index):

@@ -14,10 +14,12 @@ from fastapi import FastAPI
 from service.api.errors import add_error_handlers
 from service.api.limits import BodySizeLimit, RequestTimeout
 from service.api.observability import Metrics, RequestObserver
-from service.api.routes import documents, health, pages, search, uploads
+from service.api.routes import documents, health, jobs, pages, search, uploads
 from service.engine import Engine
+from service.jobs import Jobs
 from service.settings import Settings
 from service.startup import prepare_index
+from service.watch import FolderWatch
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         gc.collect()
         gc.freeze()
         watcher = asyncio.create_task(_follow_index(app.state.engine, settings.reload_seconds))
+        app.state.jobs = Jobs(app.state.engine, on_files=lambda k, o, n: app.state.metrics.files.labels(k, o).inc(n))
+        folders = FolderWatch(settings.watch_list(), app.state.jobs, settings.file_limits())
+        if settings.watch_list():
+            folders.start()
         yield
+        if settings.watch_list():
+            folders.stop()
+        await asyncio.to_thread(app.state.jobs.close)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -79,7 +88,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.metrics = Metrics(lambda: getattr(app.state, "engine", None))
     app.add_middleware(RequestObserver, metrics=app.state.metrics)  # outermost: sees every status, even 413/503
     add_error_handlers(app)
-    for router in (search.router, uploads.router, documents.router, health.router):  # uploads first: see uploads.py
+    # uploads before documents: the same path and method, told apart by the body (routes/uploads.py).
+    for router in (search.router, uploads.router, documents.router, jobs.router, health.router):
         app.include_router(router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")

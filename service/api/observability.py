@@ -109,6 +109,12 @@ class Metrics:
         self.writes = Counter(
             "citeline_writes", "Document writes by operation and outcome.", ["operation", "outcome"], registry=r
         )
+        self.files = Counter(
+            "citeline_files",
+            "Files read into documents by uploads and folder syncs, by way in and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
         r.register(IndexCollector(engine))
         ProcessCollector(registry=r)
 

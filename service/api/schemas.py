@@ -411,6 +411,34 @@ class FailedFile(BaseModel):
     reason: str = Field(examples=["an encrypted PDF: it needs a password to be read"])
 
 
+class JobStatus(BaseModel):
+    """An upload or folder sync: what it has done so far, and what is left."""
+
+    id: str
+    kind: str = Field(description="`upload` or `sync`.")
+    target: str = Field(description="The folder synced, or how many files were uploaded.")
+    state: str = Field(description="`queued`, `running`, `done` or `failed` (see `error`).")
+    total: int = Field(description="Files to read.")
+    done: int = Field(description="Files read so far, whatever became of them.")
+    indexed: int
+    unchanged: int
+    removed: int = Field(description="Documents of deleted files removed (syncs).")
+    failed: int
+    failures: list[FailedFile]
+    progress: float = Field(description="Share of the files read, 0..1.")
+    eta_seconds: float | None = Field(description="Seconds left at the rate so far; null until a file is read.")
+    error: str | None = Field(description="Why the job stopped short, when its state is `failed`.")
+    created: float = Field(description="Unix time the job was queued.")
+    started: float | None
+    finished: float | None
+
+
+class JobList(BaseModel):
+    """Recent jobs, oldest first."""
+
+    jobs: list[JobStatus]
+
+
 class WriteResponse(BaseModel):
     """What a write did; the new state is durable on disk and searched from now on."""
 

@@ -4,6 +4,8 @@ originals, and a sync that removes deleted files and keeps the last good version
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -186,3 +188,62 @@ def test_uploads_are_bounded(tmp_path: Path, embedder: Embedder) -> None:
         assert response.status_code == 413 and "CITELINE_MAX_UPLOAD_BYTES" in response.json()["detail"]
         many = [("file", (f"f{i}.txt", b"some text", "text/plain")) for i in range(3)]
         assert client.post("/documents", files=many, headers=AUTH).status_code == 400
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_background_upload_is_a_job_with_counts_reasons_and_progress(tmp_path: Path, embedder: Embedder) -> None:
+    files = [
+        ("file", ("harbour.pdf", pdf_bytes(PDF_PAGES), "application/pdf")),
+        ("file", ("notes.md", b"# Notes\n\nThe ferry leaves at seven.\n", "text/markdown")),
+        ("file", ("scan.pdf", pdf_bytes(["", ""]), "application/pdf")),
+    ]
+    with upload_client(tmp_path, embedder) as client:
+        started = client.post("/documents", params={"background": "true"}, files=files, headers=AUTH)
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        assert started.headers["location"] == f"/jobs/{job_id}"
+        assert started.json()["kind"] == "upload"
+        assert wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] in ("done", "failed"))
+        job = client.get(f"/jobs/{job_id}").json()
+        assert (job["state"], job["total"], job["done"], job["indexed"], job["failed"]) == ("done", 3, 3, 2, 1)
+        assert job["failures"] == [
+            {"file": "scan.pdf", "reason": "a PDF with no text layer (scanned pages?); OCR is not enabled"}
+        ]
+        assert job["progress"] == 1.0 and job["eta_seconds"] is None
+        assert [j["id"] for j in client.get("/jobs").json()["jobs"]] == [job_id]
+        assert client.get("/jobs/unknown").status_code == 404
+        assert search(client, "when does the ferry leave")["citation"]["doc_id"] == "notes"
+        metrics = client.get("/metrics").text
+        assert 'citeline_files_total{kind="upload",outcome="indexed"} 2.0' in metrics
+        assert 'citeline_files_total{kind="upload",outcome="failed"} 1.0' in metrics
+
+
+def test_a_watched_folder_is_kept_in_sync_while_serving(tmp_path: Path, embedder: Embedder) -> None:
+    folder = tmp_path / "watched"
+    folder.mkdir()
+    (folder / "garden.md").write_text("# Garden\n\n## Soil\n\nTomatoes want loose soil rich in compost.\n")
+    with upload_client(tmp_path, embedder, watch=str(folder)) as client:
+
+        def ids() -> set[str]:
+            return {d["doc_id"] for d in client.get("/documents").json()["documents"]}
+
+        assert wait_for(lambda: ids() == {"garden"})  # the sync at start
+        (folder / "harbour.pdf").write_bytes(pdf_bytes(PDF_PAGES))
+        assert wait_for(lambda: ids() == {"garden", "harbour"})
+        assert search(client, "storm warning harbour")["citation"]["page"] is not None
+        (folder / "garden.md").unlink()
+        assert wait_for(lambda: ids() == {"harbour"})
+        (folder / "harbour.pdf").write_bytes(b"%PDF-1.7 now broken")  # kept as it was, the reason reported
+        assert wait_for(lambda: any(j["failed"] for j in client.get("/jobs").json()["jobs"]))
+        assert ids() == {"harbour"}
+        syncs = client.get("/jobs").json()["jobs"]
+        assert {j["kind"] for j in syncs} == {"sync"}
+        assert any(f["file"] == "watched/harbour.pdf" for j in syncs for f in j["failures"])

@@ -13,19 +13,20 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 from starlette.routing import Match
 from starlette.types import Scope
 
-from indexer.collection import API_SOURCE
 from indexer.formats.extracted import ExtractionError
-from indexer.text.documents import Document, SourceError, document_from_file, file_doc_id, validate_doc_id
+from indexer.text.documents import Document, SourceError
 from service.api.dependencies import EngineDep, SettingsDep
 from service.api.limits import is_multipart
+from service.api.routes.jobs import job_status, jobs_of
 from service.api.schemas import FailedFile, WriteResponse, WrittenDocument
 from service.api.security import require_write_key
-from service.settings import Settings
+from service.jobs import read_upload
 
 
 class UploadRoute(APIRoute):
@@ -64,28 +65,16 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def _read_upload(name: str, data: bytes, settings: Settings) -> Document:
-    doc_id = validate_doc_id(file_doc_id(PurePath(name)))
-    document = document_from_file(data, doc_id, API_SOURCE, name, settings.file_limits())
-    return Document(
-        doc_id=document.doc_id,
-        text=document.text,
-        title=document.title,
-        source=API_SOURCE,
-        metadata={"file": name},
-        layout=document.layout,
-        original=document.original,
-    )
-
-
 @router.post("/documents", response_model=WriteResponse, status_code=status.HTTP_201_CREATED, include_in_schema=False)
 async def upload_documents(
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
     replace: bool = Query(default=False, description="Replace documents whose doc_id exists (else they fail)."),
-) -> WriteResponse:
-    """Index uploaded files: each part named `file` is one document, its id the file name's stem."""
+    background: bool = Query(default=False, description="Answer 202 with a job at once (GET /jobs/{id})."),
+) -> WriteResponse | JSONResponse:
+    """Index uploaded files: each part named `file` is one document, its id the file name's stem. With
+    `background`, the files are indexed by a job and the answer is the job (202, `Location: /jobs/{id}`)."""
     try:
         form = await request.form(max_files=settings.max_upload_files, max_fields=settings.max_upload_files)
     except HTTPException:
@@ -97,15 +86,25 @@ async def upload_documents(
         raise HTTPException(
             status_code=422, detail="body: a multipart upload needs at least one file part, e.g. curl -F file=@a.pdf"
         )
+    files: list[tuple[str, bytes]] = []
+    for upload in uploads:
+        name = PurePath(upload.filename or "upload.txt").name  # never a client's path
+        files.append((name, await upload.read()))
+        await upload.close()
+    if background:
+        job = jobs_of(request).upload(files, settings.file_limits(), replace_existing=replace)
+        return JSONResponse(
+            status_code=status.HTTP_202_ACCEPTED,
+            content=job_status(job).model_dump(),
+            headers={"Location": f"/jobs/{job.id}"},
+        )
     documents: list[Document] = []
     failed: list[FailedFile] = []
     seen: set[str] = set()
-    for upload in uploads:
-        name = PurePath(upload.filename or "upload.txt").name  # never a client's path
-        data = await upload.read()
-        await upload.close()
+    limits = settings.file_limits()
+    for name, data in files:
         try:
-            document = await run_in_threadpool(_read_upload, name, data, settings)
+            document = await run_in_threadpool(read_upload, name, data, limits)
         except (ExtractionError, SourceError) as error:
             failed.append(FailedFile(file=name, reason=str(error)))
             continue
@@ -125,6 +124,10 @@ async def upload_documents(
         raise HTTPException(status_code=409 if clashes_only else 422, detail=f"no file was indexed: {reasons}")
     write = engine.put_documents if replace else engine.add_documents
     results = await run_in_threadpool(write, documents)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.files.labels("upload", "indexed").inc(len(documents))
+        metrics.files.labels("upload", "failed").inc(len(failed))
     return WriteResponse(
         documents=[WrittenDocument(doc_id=r.doc_id, passages=r.passages, created=r.created) for r in results],
         snapshot=engine.version,
