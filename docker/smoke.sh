@@ -156,6 +156,11 @@ write_documents() {
     printf '%s\n\n%s\n' "# Orchard notes" \
         "The orchard on the hill grows twenty kinds of apple. Pruning starts in February and the cider is pressed in October." \
         >"$work/docs/orchard-notes.md"
+    # A PDF, made by the tests' own helper (fpdf2, from `make install`): the image reads PDFs with page numbers.
+    "${FIXTURE_PYTHON:-.venv/bin/python}" -c 'import sys; from tests.formats import pdf_bytes; sys.stdout.buffer.write(pdf_bytes(
+        ["The ferry timetable of Valmora: boats leave at seven and at noon.",
+         "In winter the ferry to the islands sails only on Sundays, weather permitting."], title="Ferry timetable"))' \
+        >"$work/docs/ferry-timetable.pdf"
     chmod -R a+rX "$work/docs"
     mkdir -p "$work/index" && chown 10001:10001 "$work/index"  # the container's user writes its index here
 }
@@ -163,7 +168,8 @@ write_documents() {
 check_documents() {
     local url
     url="http://127.0.0.1:$(port_of citeline-smoke-docs)"
-    "$PYTHON" docker/smoke_check.py "$url" documents harbour-report orchard-notes  # no seeds mixed in
+    "$PYTHON" docker/smoke_check.py "$url" documents ferry-timetable harbour-report orchard-notes  # no seeds
+    "$PYTHON" docker/smoke_check.py "$url" search "when does the ferry to the islands sail in winter" ferry-timetable 2
     "$PYTHON" docker/smoke_check.py "$url" search "how many ships did the lighthouse keeper count" harbour-report
     # The image's ONNX exports (CITELINE_ENCODER_CACHE) served this new index: none was made beside it.
     [[ ! -e $work/index/encoders ]] ||

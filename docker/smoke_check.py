@@ -1,7 +1,8 @@
 """HTTP checks of a running Citeline container, for docker/smoke.sh (standard library only).
 
 smoke_check.py URL wait SECONDS             until /health answers ok
-smoke_check.py URL search QUESTION DOC_ID   DOC_ID's passage ranks first and its citation is exact
+smoke_check.py URL search QUESTION DOC_ID [PAGE]
+                                            DOC_ID's passage ranks first, its citation is exact (and on PAGE)
 smoke_check.py URL documents DOC_ID...      the index holds exactly these documents
 """
 
@@ -41,7 +42,7 @@ def wait_healthy(base: str, seconds: float) -> dict[str, Any]:
     raise CheckFailed(f"{base}/health not ok after {seconds:.0f}s: {last}")
 
 
-def check_search(base: str, question: str, doc_id: str) -> str:
+def check_search(base: str, question: str, doc_id: str, page: int | None = None) -> str:
     """The first result's citation, checked against the document text served by /documents/{doc_id}."""
     body = get_json(f"{base}/search?{urllib.parse.urlencode({'q': question})}")
     if not body["results"]:
@@ -53,6 +54,8 @@ def check_search(base: str, question: str, doc_id: str) -> str:
     text = get_json(f"{base}/documents/{urllib.parse.quote(doc_id)}")["text"]
     if text[citation["start"] : citation["end"]] != first["text"]:
         raise CheckFailed(f"{doc_id}: text[{citation['start']}:{citation['end']}] is not the returned passage")
+    if page is not None and citation.get("page") != page:
+        raise CheckFailed(f"{question!r}: the passage is cited on page {citation.get('page')}, expected {page}")
     return f"{doc_id} [{citation['start']}:{citation['end']}] {first['text'][:70]!r}…"
 
 
@@ -69,7 +72,8 @@ def main(argv: list[str]) -> int:
         if command == "wait":
             print(f"healthy: {wait_healthy(base, float(rest[0]))}")
         elif command == "search":
-            print(f"first result: {check_search(base, rest[0], rest[1])}")
+            page = int(rest[2]) if len(rest) > 2 else None
+            print(f"first result: {check_search(base, rest[0], rest[1], page)}")
         elif command == "documents":
             print(check_documents(base, rest))
         elif command == "snapshot":  # the name of the snapshot being served: unchanged means nothing was rewritten

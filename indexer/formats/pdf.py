@@ -111,6 +111,29 @@ def _strip_edges(lines: list[str], running: set[str]) -> list[str]:
     return lines[start:end]
 
 
+_ENDS_PARAGRAPH = re.compile(r"[.!?:;…][\"'”’)\]]*$")
+# A line shorter than this share of the page's usual line, ending like a sentence, ends its paragraph.
+_SHORT_LINE = 0.8
+
+
+def _paragraphs(lines: list[str]) -> str:
+    """A page's lines with the breaks of its wrapped paragraphs made spaces: a sentence wrapped over two
+    lines is one sentence again (sentences never cross a line break), while a line that ends a paragraph
+    (short, and ending like a sentence) or a blank line keeps its break."""
+    lines = [line.strip() for line in lines]
+    lengths = sorted(len(line) for line in lines if line)
+    usual = lengths[len(lengths) // 2] if lengths else 0
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        out.append(line)
+        if index + 1 == len(lines):
+            break
+        following = lines[index + 1]
+        ends = not line or not following or (len(line) < _SHORT_LINE * usual and _ENDS_PARAGRAPH.search(line))
+        out.append("\n" if ends else " ")
+    return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
+
+
 def extract_pdf(data: bytes, limits: Limits) -> Extracted:
     raw, title = _page_texts(data, limits)
     pages = [_clean(text).split("\n") for text in raw]
@@ -118,11 +141,15 @@ def extract_pdf(data: bytes, limits: Limits) -> Extracted:
     parts: list[str] = []
     starts: list[int] = []
     length = 0
+    previous = ""  # the last page that had text
     for lines in pages:
-        text = "\n".join(line.rstrip() for line in _strip_edges(lines, running)).strip()
+        text = _paragraphs(_strip_edges(lines, running))
         if text and length:
-            parts.append("\n\n")
-            length += 2
+            # A paragraph that runs on to the next page stays one paragraph (its passage cites both pages).
+            joint = "\n\n" if _ENDS_PARAGRAPH.search(previous) else " "
+            parts.append(joint)
+            length += len(joint)
+        previous = text or previous
         starts.append(length)
         parts.append(text)
         length += len(text)

@@ -210,3 +210,18 @@ def test_content_hash_changes_with_layout_only_when_there_is_one() -> None:
     assert a.content_hash != b.content_hash
     plain = document_from_file(b"text\n", "p", "p.txt", "p.txt")
     assert plain.layout is None
+
+
+def test_pdf_wrapped_lines_are_one_paragraph_and_a_sentence_may_run_on_to_the_next_page() -> None:
+    wrapped = (
+        "The council met in the old grain hall on a cold morning in March, and after a long debate about tolls, "
+        "bridges and the price of barley it agreed that the market would stay on the hill for good."
+    )
+    pages = [f"{wrapped}\nShort closing line.\nThe last sentence of this page continues on the", "next page, here."]
+    extracted = extract(pdf_bytes(pages))
+    text = extracted.text
+    assert wrapped in text  # the lines it was wrapped into are one line again
+    crossing = text.index("The last sentence")
+    end = text.index("here.") + len("here.")
+    assert "continues on the next page, here." in text
+    assert Layout(PDF, pages=extracted.pages).page_range(crossing, end) == (1, 2)
