@@ -2,7 +2,8 @@
 
 smoke_check.py URL wait SECONDS             until /health answers ok
 smoke_check.py URL search QUESTION DOC_ID [PAGE]
-                                            DOC_ID's passage ranks first, its citation is exact (and on PAGE)
+                                            DOC_ID's passage ranks first, its citation is exact (and its
+                                            pages, `page` to `page_end`, include PAGE)
 smoke_check.py URL documents DOC_ID...      the index holds exactly these documents
 """
 
@@ -54,8 +55,9 @@ def check_search(base: str, question: str, doc_id: str, page: int | None = None)
     text = get_json(f"{base}/documents/{urllib.parse.quote(doc_id)}")["text"]
     if text[citation["start"] : citation["end"]] != first["text"]:
         raise CheckFailed(f"{doc_id}: text[{citation['start']}:{citation['end']}] is not the returned passage")
-    if page is not None and citation.get("page") != page:
-        raise CheckFailed(f"{question!r}: the passage is cited on page {citation.get('page')}, expected {page}")
+    pages = (citation.get("page"), citation.get("page_end"))
+    if page is not None and not (pages[0] and pages[1] and pages[0] <= page <= pages[1]):
+        raise CheckFailed(f"{question!r}: the passage is cited on pages {pages}, expected {page} among them")
     return f"{doc_id} [{citation['start']}:{citation['end']}] {first['text'][:70]!r}…"
 
 
