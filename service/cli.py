@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Index documents. Re-running on the same index embeds only new or changed documents "
         "and drops removed ones.",
     )
-    index.add_argument("sources", nargs="*", help="folders (.txt/.md, recursive) or JSONL files (BEIR corpus.jsonl)")
+    index.add_argument(
+        "sources",
+        nargs="*",
+        help="folders (recursive: PDF, HTML, DOCX, Markdown, text; a file that cannot be read is skipped with its "
+        "reason), single files, or JSONL files (BEIR corpus.jsonl)",
+    )
     add_common(index)
     index.add_argument(
         "--verify",
@@ -279,7 +284,12 @@ def _run_search(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     for result in response.results:
         c = result.citation
-        print(f"{result.rank}. [{c.doc_id} {c.start}:{c.end}] {c.title or ''} (score {result.score:.4f})")
+        where = f"{c.doc_id} {c.start}:{c.end}"
+        if c.page:
+            where += f" p. {c.page}" + (f"-{c.page_end}" if c.page_end and c.page_end != c.page else "")
+        if c.section:
+            where += f" § {c.section}"
+        print(f"{result.rank}. [{where}] {c.title or ''} (score {result.score:.4f})")
         print(f"   {' '.join(result.text.split())}\n")
     return 0
 

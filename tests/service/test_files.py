@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from indexer.model.embedding import Embedder
@@ -247,3 +248,19 @@ def test_a_watched_folder_is_kept_in_sync_while_serving(tmp_path: Path, embedder
         syncs = client.get("/jobs").json()["jobs"]
         assert {j["kind"] for j in syncs} == {"sync"}
         assert any(f["file"] == "watched/harbour.pdf" for j in syncs for f in j["failures"])
+
+
+def test_the_command_line_indexes_files_skips_bad_ones_and_shows_pages(
+    tmp_path: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import main
+
+    folder, index = tmp_path / "docs", tmp_path / "index"
+    write_folder(folder)
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 cut short")
+    assert main(["index", str(folder), "--index", str(index), "--quiet"]) == 0
+    assert main(["search", "when did the storm warning reach the harbour", "--index", str(index), "-k", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("1. [harbour ") and " p. " in first
+    ids = {d.doc_id for d in Engine.load(Settings(index=index), embedder=embedder).view.live_documents()}
+    assert ids == {"harbour", "orchard", "bees", "garden"}
