@@ -238,12 +238,13 @@ class Jobs:
         job.total = len(files)
         prefix = f"{folder.name}/"  # a file's source is its path from the folder's parent, as at startup
         stored = {d.doc_id: d for d in self.engine.view.live_documents() if d.source.startswith(prefix)}
+        by_source = {d.source: d for d in stored.values()}  # files unchanged since are not extracted again
         seen: set[str] = set()
         batch: list[Document] = []
         for path in files:
             name = str(path.relative_to(folder.parent))
             try:
-                document = load_file(path, folder.parent, limits)
+                document = load_file(path, folder.parent, limits, by_source)
                 validate_doc_id(document.doc_id)
             except SourceError as error:
                 seen.add(file_doc_id(path))  # its stored version, if any, stays

@@ -10,9 +10,9 @@ from indexer.build import open_or_create, sync_index
 from indexer.model.embedding import Embedder, ModelInfo
 from indexer.model.encoders import index_encoder_cache
 from indexer.store.migrate import migrate_if_needed
-from indexer.store.store import SegmentPolicy, StoreError, is_store, writer_lock
+from indexer.store.store import SegmentPolicy, Store, StoreError, is_store, writer_lock
 from indexer.text.chunking import ChunkerConfig
-from indexer.text.documents import read_sources
+from indexer.text.documents import Document, read_sources
 from indexer.text.lexical import BM25Config
 from service.settings import Settings
 
@@ -61,13 +61,24 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
     )
 
 
+def stored_originals(index: Path) -> dict[str, Document]:
+    """The stored documents that keep an original file, by source (none when there is no index yet)."""
+    if not is_store(index):
+        return {}
+    store = Store.open(index)
+    try:
+        return store.records.documents_with_originals()
+    finally:
+        store.close()
+
+
 def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = True) -> None:
     """Bring the index up to date with `settings.sources` (only new or changed documents are embedded).
 
     Documents written through the API are kept; documents of the sources replace the rest.
     """
-    loaded = read_sources(settings.source_list(), settings.file_limits())
     migrate_if_needed(settings.index)
+    loaded = read_sources(settings.source_list(), settings.file_limits(), stored_originals(settings.index))
     report = sync_index(
         loaded.documents,
         settings.index,

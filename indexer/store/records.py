@@ -390,6 +390,17 @@ class Records:
             found.update(str(h) for (h,) in rows)
         return found
 
+    def documents_with_originals(self) -> dict[str, Document]:
+        """source -> stored document, for every document that keeps an original file (PDF, HTML, DOCX): what a
+        folder sync compares a file's hash with before it extracts the file again."""
+        if self._layout == "NULL":
+            return {}
+        rows = self._query(
+            "SELECT d.doc_id, d.title, d.source, d.metadata, d.text, d.layout FROM documents d "
+            "JOIN originals o ON o.doc = d.id"
+        )
+        return {str(row[2]): _document(*row) for row in rows}
+
     def unreferenced(self, hashes: Iterable[str]) -> set[str]:
         """Those of `hashes` that no stored document keeps as its original."""
         return {h for h in hashes if not self._query("SELECT 1 FROM originals WHERE sha256 = ? LIMIT 1", (h,))}

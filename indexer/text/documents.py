@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -218,8 +218,12 @@ def file_doc_id(path: PurePath) -> str:
     return re.sub(r"[\s\x00-\x1f\x7f\ufeff]+", "_", path.stem).strip("_") or path.stem
 
 
-def load_file(path: Path, root: Path | None = None, limits: Limits | None = None) -> Document:
-    """A file as a document: its id is `file_doc_id`, its type sniffed from the content."""
+def load_file(
+    path: Path, root: Path | None = None, limits: Limits | None = None, stored: Mapping[str, Document] | None = None
+) -> Document:
+    """A file as a document: its id is `file_doc_id`, its type sniffed from the content. `stored` (source ->
+    document as stored) saves the extraction of a file whose bytes are those of the stored document's original:
+    that document is returned as it is."""
     source = str(path.relative_to(root)) if root is not None else str(path)
     limits = limits or Limits()
     try:
@@ -231,6 +235,15 @@ def load_file(path: Path, root: Path | None = None, limits: Limits | None = None
         data = path.read_bytes()
     except OSError as error:
         raise SourceError(f"{source}: cannot be read ({error.strerror or error})") from None
+    known = (stored or {}).get(source)
+    if (
+        known is not None
+        and known.layout is not None
+        and known.layout.original
+        and known.doc_id == file_doc_id(path)
+        and hashlib.sha256(data).hexdigest() == known.layout.original
+    ):
+        return known
     try:
         return document_from_file(data, file_doc_id(path), source, path.name, limits, original=path)
     except ExtractionError as error:
@@ -293,16 +306,19 @@ def source_files(folder: Path) -> list[Path]:
     )
 
 
-def read_sources(sources: Iterable[str | Path], limits: Limits | None = None) -> Loaded:
+def read_sources(
+    sources: Iterable[str | Path], limits: Limits | None = None, stored: Mapping[str, Document] | None = None
+) -> Loaded:
     """Every document of the given folders (recursive) and files. A file that cannot be read or extracted,
     or whose id another file has already taken, is a `Failure` and the rest are read: one bad file never
-    stops a batch. A source that does not exist, or a malformed JSONL file, raises `SourceError`."""
+    stops a batch. A source that does not exist, or a malformed JSONL file, raises `SourceError`. With
+    `stored` (see `load_file`), files unchanged since they were stored are not extracted again."""
     loaded = Loaded()
     seen: dict[str, str] = {}
 
     def take(path: Path, root: Path) -> None:
         try:
-            document = load_file(path, root, limits)
+            document = load_file(path, root, limits, stored)
             validate_doc_id(document.doc_id)
         except SourceError as error:
             loaded.failures.append(Failure(str(path.relative_to(root)), str(error), file_doc_id(path)))

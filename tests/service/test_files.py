@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from indexer.formats.extract import extract
+from indexer.formats.extracted import Extracted, Limits
 from indexer.model.embedding import Embedder
 from indexer.store.originals import ORIGINALS_DIR
+from indexer.text import documents
 from service.api.app import create_app
 from service.engine import Engine
 from service.settings import Settings
@@ -117,7 +120,17 @@ def test_sync_removes_deleted_files_and_keeps_a_broken_files_last_version(tmp_pa
 
     (folder / "bees.docx").unlink()  # deleted: its document goes
     (folder / "harbour.pdf").write_bytes(b"%PDF-1.7 truncated")  # broken: its last good version stays
-    index_sources(settings, embedder, show_progress=False)
+    extracted: list[str] = []
+
+    def counting(data: bytes, name: str = "", limits: Limits | None = None) -> Extracted:
+        extracted.append(name)
+        return extract(data, name, limits)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(documents, "extract", counting)
+        index_sources(settings, embedder, show_progress=False)
+    # An unchanged file with an original (the page) is not extracted again; Markdown is its own text.
+    assert sorted(extracted) == ["garden.md", "harbour.pdf"]
     with TestClient(create_app(engine=Engine.load(Settings(index=index), embedder=embedder))) as client:
         ids = {d["doc_id"] for d in client.get("/documents").json()["documents"]}
         assert ids == {"harbour", "orchard", "garden"}
