@@ -29,7 +29,8 @@ def format_seconds(seconds: float) -> str:
 
 
 class Progress:
-    """Documents and passages done out of `total` documents, shown as a bar (`interactive`) or logged.
+    """Items (documents, or files being read) and passages done out of `total` items, shown as a bar
+    (`interactive`) or logged; a count of failed items when there are any.
 
     `interactive` defaults to whether `stream` (stderr) is a terminal; `enabled=False` shows nothing.
     """
@@ -38,6 +39,7 @@ class Progress:
         self,
         total: int,
         desc: str = "indexing",
+        unit: str = "documents",
         enabled: bool = True,
         interactive: bool | None = None,
         stream: TextIO | None = None,
@@ -45,8 +47,10 @@ class Progress:
     ) -> None:
         self.total = total
         self.desc = desc
+        self.unit = unit
         self.documents = 0
         self.passages = 0
+        self.failed = 0
         self.enabled = enabled and total > 0
         stream = stream or sys.stderr
         self.interactive = stream.isatty() if interactive is None else interactive
@@ -54,15 +58,19 @@ class Progress:
         self._started = time.monotonic()
         self._logged = self._started
         self._bar = (
-            tqdm(total=total, desc=desc, unit="doc", file=stream, dynamic_ncols=True)
+            tqdm(total=total, desc=desc, unit=unit.rstrip("s"), file=stream, dynamic_ncols=True)
             if self.enabled and self.interactive
             else None
         )
 
     def rate(self) -> float:
-        """Passages per second since the start."""
+        """Passages per second since the start (items per second while no passages are counted)."""
         elapsed = time.monotonic() - self._started
-        return self.passages / elapsed if elapsed > 0 else 0.0
+        done = self.passages or self.documents
+        return done / elapsed if elapsed > 0 else 0.0
+
+    def _rate_text(self) -> str:
+        return f"{self.rate():.1f} {'passages' if self.passages else self.unit}/s"
 
     def eta(self) -> float | None:
         """Seconds left at the rate so far, by documents; None before the first is done."""
@@ -75,18 +83,23 @@ class Progress:
         """The figures as one line of text."""
         eta = self.eta()
         left = "" if eta is None else f", {format_seconds(eta)} left"
+        passages = f", {self.passages:,} passages" if self.passages else ""
+        failed = f", {self.failed:,} failed" if self.failed else ""
         return (
-            f"{self.desc}: {self.documents:,}/{self.total:,} documents, {self.passages:,} passages "
-            f"({self.rate():.1f} passages/s){left}"
+            f"{self.desc}: {self.documents:,}/{self.total:,} {self.unit}{passages}{failed} ({self._rate_text()}){left}"
         )
 
-    def update(self, documents: int, passages: int) -> None:
+    def update(self, documents: int, passages: int, failed: int | None = None) -> None:
+        """`documents` and `passages` more done; `failed`, when given, is the count of failures so far."""
         self.documents += documents
         self.passages += passages
+        if failed is not None:
+            self.failed = failed
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{self.rate():.1f} passages/s", refresh=False)
+            postfix = f"{self._rate_text()}" + (f", {self.failed} failed" if self.failed else "")
+            self._bar.set_postfix_str(postfix, refresh=False)
             self._bar.update(documents)
             return
         now = time.monotonic()
@@ -97,10 +110,11 @@ class Progress:
     def _log(self) -> None:
         eta = self.eta()
         fields = {
-            "documents": self.documents,
+            self.unit: self.documents,
             "total": self.total,
             "passages": self.passages,
-            "passages_per_s": round(self.rate(), 1),
+            "failed": self.failed,
+            f"{'passages' if self.passages else self.unit}_per_s": round(self.rate(), 1),
             "eta_s": None if eta is None else round(eta),
         }
         logger.info("%s", self.line(), extra={"fields": fields})

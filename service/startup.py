@@ -78,7 +78,9 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
     Documents written through the API are kept; documents of the sources replace the rest.
     """
     migrate_if_needed(settings.index)
-    loaded = read_sources(settings.source_list(), settings.file_limits(), stored_originals(settings.index))
+    loaded = read_sources(
+        settings.source_list(), settings.file_limits(), stored_originals(settings.index), show_progress
+    )
     report = sync_index(
         loaded.documents,
         settings.index,

@@ -20,6 +20,7 @@ from indexer.errors import CitelineError
 from indexer.formats.extract import SUFFIXES, extract
 from indexer.formats.extracted import ExtractionError, Limits
 from indexer.formats.plain import TEXT
+from indexer.progress import Progress
 
 logger = logging.getLogger(__name__)
 # Printable, no whitespace, no path separators, not starting with '.': never a path trick, fine in a URL.
@@ -307,50 +308,72 @@ def source_files(folder: Path) -> list[Path]:
 
 
 def read_sources(
-    sources: Iterable[str | Path], limits: Limits | None = None, stored: Mapping[str, Document] | None = None
+    sources: Iterable[str | Path],
+    limits: Limits | None = None,
+    stored: Mapping[str, Document] | None = None,
+    show_progress: bool = False,
 ) -> Loaded:
     """Every document of the given folders (recursive) and files. A file that cannot be read or extracted,
     or whose id another file has already taken, is a `Failure` and the rest are read: one bad file never
     stops a batch. A source that does not exist, or a malformed JSONL file, raises `SourceError`. With
-    `stored` (see `load_file`), files unchanged since they were stored are not extracted again."""
-    loaded = Loaded()
-    seen: dict[str, str] = {}
-
-    def take(path: Path, root: Path) -> None:
-        try:
-            document = load_file(path, root, limits, stored)
-            validate_doc_id(document.doc_id)
-        except SourceError as error:
-            loaded.failures.append(Failure(str(path.relative_to(root)), str(error), file_doc_id(path)))
-            return
-        if document.doc_id in seen:
-            reason = f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}"
-            loaded.failures.append(Failure(document.source, reason))
-            return
-        seen[document.doc_id] = document.source
-        loaded.documents.append(document)
-
+    `stored` (see `load_file`), files unchanged since they were stored are not extracted again. With
+    `show_progress`, files read so far are shown (a bar on a terminal, else a log line now and then):
+    extracting a folder of PDFs can take minutes before anything is embedded."""
+    # The whole plan first, so progress has a total; a missing source fails before anything is read.
+    plan: list[tuple[Path, Path | None]] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            for file in source_files(path):
-                take(file, path.parent)
-        elif path.is_file() and path.suffix.lower() == ".jsonl":
-            for document in iter_jsonl_documents(path):
-                validate_doc_id(document.doc_id)
-                if document.doc_id in seen:
-                    raise SourceError(
-                        f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}"
-                    )
-                seen[document.doc_id] = document.source
-                loaded.documents.append(document)
+            plan.extend((file, path.parent) for file in source_files(path))
         elif path.is_file():
-            take(path, path.parent)
+            plan.append((path, None if path.suffix.lower() == ".jsonl" else path.parent))
         else:
             raise SourceError(f"{path}: not a folder, a .jsonl file or a file to read ({', '.join(SUFFIXES)})")
+    loaded = Loaded()
+    seen: dict[str, str] = {}
+    progress = Progress(sum(root is not None for _, root in plan), "reading", "files", enabled=show_progress)
+    try:
+        for path, root in plan:
+            if root is None:
+                for document in iter_jsonl_documents(path):
+                    validate_doc_id(document.doc_id)
+                    if document.doc_id in seen:
+                        raise SourceError(
+                            f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}"
+                        )
+                    seen[document.doc_id] = document.source
+                    loaded.documents.append(document)
+                continue
+            _take(path, root, limits, stored, seen, loaded)
+            progress.update(1, 0, failed=len(loaded.failures))
+    finally:
+        progress.close()
     for failure in loaded.failures:
         logger.warning("skipped %s: %s", failure.source, failure.reason.removeprefix(f"{failure.source}: "))
     return loaded
+
+
+def _take(
+    path: Path,
+    root: Path,
+    limits: Limits | None,
+    stored: Mapping[str, Document] | None,
+    seen: dict[str, str],
+    loaded: Loaded,
+) -> None:
+    """Read one file into `loaded`: its document, or its failure."""
+    try:
+        document = load_file(path, root, limits, stored)
+        validate_doc_id(document.doc_id)
+    except SourceError as error:
+        loaded.failures.append(Failure(str(path.relative_to(root)), str(error), file_doc_id(path)))
+        return
+    if document.doc_id in seen:
+        reason = f"duplicate doc_id {document.doc_id!r} in {seen[document.doc_id]} and {document.source}"
+        loaded.failures.append(Failure(document.source, reason))
+        return
+    seen[document.doc_id] = document.source
+    loaded.documents.append(document)
 
 
 def load_documents(sources: Iterable[str | Path], limits: Limits | None = None) -> list[Document]:

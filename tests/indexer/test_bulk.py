@@ -21,7 +21,7 @@ from indexer.build import sync_index
 from indexer.model.embedding import Embedder
 from indexer.progress import Progress, format_seconds
 from indexer.store.store import Store
-from indexer.text.documents import load_documents
+from indexer.text.documents import load_documents, read_sources
 from tests.server import ROOT
 
 SEEDS = ROOT / "seeds"
@@ -200,3 +200,23 @@ def test_progress_figures(caplog: pytest.LogCaptureFixture):
     assert "3/3" in bar.getvalue() and "passages/s" in bar.getvalue()
     assert Progress(0, stream=io.StringIO(), interactive=True).enabled is False
     assert [format_seconds(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+
+
+def test_reading_a_folder_shows_files_read_and_failed(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """Extraction can take minutes before anything is embedded, so reading files has its own progress."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"note{i}.txt").write_text(f"Note {i} about the river crossing.", encoding="utf-8")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.7\n truncated")
+    with caplog.at_level(logging.INFO, logger="citeline.progress"):
+        loaded = read_sources([folder], show_progress=True)
+    assert len(loaded.documents) == 3 and len(loaded.failures) == 1
+    lines = [r for r in caplog.records if r.name == "citeline.progress"]
+    assert lines, "no progress was logged"
+    assert "reading: 4/4 files, 1 failed" in lines[-1].getMessage()
+    assert lines[-1].fields["files"] == 4 and lines[-1].fields["failed"] == 1  # type: ignore[attr-defined]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="citeline.progress"):
+        read_sources([folder])
+    assert not [r for r in caplog.records if r.name == "citeline.progress"]
