@@ -75,7 +75,14 @@ class Settings:
         choices=vector_index.SETTINGS,
     )
     api_key: str = _setting("", "Bearer key for the write endpoints (POST/PUT/DELETE /documents); unset: writes off.")
-    read_key: str = _setting("", "Bearer key for the read endpoints; unset: reads are open.")
+    read_key: str = _setting("", "Bearer key for the read endpoints of the default collection; unset: reads are open.")
+    admin_key: str = _setting(
+        "", "Bearer key that creates and deletes collections and keys (and may read and write every collection)."
+    )
+    admin_key_file: str = _setting("", "File holding the admin key (first line), instead of CITELINE_ADMIN_KEY.")
+    collections_dir: str = _setting(
+        "", "Folder of the named collections (a store each) and their keys; unset: `collections` in the index."
+    )
     max_body_bytes: int = _setting(10_000_000, "Largest request body accepted, in bytes (else 413).")
     max_upload_bytes: int = _setting(
         200_000_000, "Largest multipart upload to POST /documents, all files together, in bytes (else 413)."
@@ -136,6 +143,20 @@ class Settings:
     def file_limits(self) -> Limits:
         """The bounds on one file of a source."""
         return Limits(max_bytes=self.max_file_bytes, max_pages=self.max_pdf_pages, max_chars=self.max_document_chars)
+
+    def collections_path(self) -> Path:
+        """Where the named collections and the key file live."""
+        return Path(self.collections_dir) if self.collections_dir else self.index / "collections"
+
+    def admin_secret(self) -> str:
+        """The admin key, from `admin_key` or the first line of `admin_key_file` ("" when neither is set)."""
+        if self.admin_key or not self.admin_key_file:
+            return self.admin_key
+        try:
+            lines = Path(self.admin_key_file).read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise ValueError(f"{ENV_PREFIX}ADMIN_KEY_FILE={self.admin_key_file!r} cannot be read: {error}") from error
+        return lines[0].strip() if lines else ""
 
     def watch_list(self) -> list[Path]:
         """`watch` split into folders."""

@@ -20,6 +20,12 @@ from indexer.store.records import DiskFullError, RecordsError
 from indexer.text.documents import SourceError
 from service.admission import WriteQueueFullError, WriteTimeoutError
 from service.api.limits import RETRY_AFTER_SECONDS
+from service.collections import (
+    CollectionError,
+    CollectionExistsError,
+    CollectionStorageError,
+    UnknownCollectionError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +34,10 @@ STATUS: tuple[tuple[type[CitelineError], int], ...] = (
     (DiskFullError, 507),  # the disk refused a write: nothing was written
     (ConflictError, 409),  # an added doc_id exists: nothing was written
     (UnknownDocumentError, 404),
+    (UnknownCollectionError, 404),
+    (CollectionExistsError, 409),
+    (CollectionError, 422),  # a name or setting that breaks a rule
+    (CollectionStorageError, 503),
     (SourceError, 422),  # a document that breaks a rule (its id, its text)
     (WriteQueueFullError, 503),  # busy: try again shortly
     (WriteTimeoutError, 503),

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -21,13 +21,18 @@ if TYPE_CHECKING:  # metrics read the engine they are handed; they do not depend
     from service.engine import Engine
 
 access_logger = logging.getLogger("citeline.access")
+audit_logger = logging.getLogger("citeline.audit")
 logger = logging.getLogger(__name__)
 
 # Searches take milliseconds to a second; writes up to tens of seconds.
+LABEL = ["collection"]
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STAGE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 WRITE_OPERATIONS = {("POST", "/documents"): "add", ("PUT", "/documents/{doc_id}"): "put"}
 WRITE_OPERATIONS[("DELETE", "/documents/{doc_id}")] = "delete"
+COLLECTION_PREFIX, PAGES_PREFIX = "/collections/{name}", "/c/{name}"
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NOT_CHANGES = frozenset({"/search"})  # POST routes that only read
 UNMATCHED = "unmatched"  # the route label of requests no route matched (a scanner's paths must not become labels)
 
 
@@ -41,36 +46,48 @@ def write_outcome(status: int) -> str:
 
 
 class IndexCollector(Collector):
-    """Index gauges read from the engine at scrape time: documents, passages, when the view last changed."""
+    """Index gauges read from each collection's engine at scrape time, labelled by collection: documents,
+    passages, when the view last changed, readiness."""
 
-    def __init__(self, engine: Callable[[], Engine | None]) -> None:
-        self._engine = engine
+    def __init__(self, engines: Callable[[], Iterable[tuple[str, Engine]]]) -> None:
+        self._engines = engines
 
     def collect(self) -> Iterator[Metric]:
-        engine = self._engine()
-        if engine is None:
-            return
-        state = engine.state
-        yield GaugeMetricFamily("citeline_index_documents", "Documents in the served index.", state.view.num_documents)
-        yield GaugeMetricFamily("citeline_index_passages", "Passages in the served index.", state.view.live_passages)
-        yield GaugeMetricFamily(
-            "citeline_index_chunks",
-            "Deprecated: the old name of citeline_index_passages, to be removed in a future release.",
-            state.view.live_passages,
-        )
-        yield GaugeMetricFamily(
-            "citeline_index_dead_passages",
-            "Passages of deleted or replaced documents still held in memory (dropped at the next start).",
-            state.view.dead_passages,
-        )
-        yield GaugeMetricFamily(
-            "citeline_index_last_write_timestamp_seconds",
-            "When the served index last changed (a load, an API write or another process's write), Unix time.",
-            state.loaded_at,
-        )
-        yield GaugeMetricFamily(
-            "citeline_index_ready", "1 when the served index is up to date with the store, else 0.", int(ready(engine))
-        )
+        families = {
+            "documents": GaugeMetricFamily("citeline_index_documents", "Documents in the served index.", labels=LABEL),
+            "passages": GaugeMetricFamily("citeline_index_passages", "Passages in the served index.", labels=LABEL),
+            "chunks": GaugeMetricFamily(
+                "citeline_index_chunks",
+                "Deprecated: the old name of citeline_index_passages, to be removed in a future release.",
+                labels=LABEL,
+            ),
+            "dead": GaugeMetricFamily(
+                "citeline_index_dead_passages",
+                "Passages of deleted or replaced documents still held in memory (dropped at the next start).",
+                labels=LABEL,
+            ),
+            "written": GaugeMetricFamily(
+                "citeline_index_last_write_timestamp_seconds",
+                "When the served index last changed (a load, an API write or another process's write), Unix time.",
+                labels=LABEL,
+            ),
+            "ready": GaugeMetricFamily(
+                "citeline_index_ready", "1 when the served index is up to date with the store, else 0.", labels=LABEL
+            ),
+        }
+        for name, engine in self._engines():
+            state = engine.state
+            values = {
+                "documents": state.view.num_documents,
+                "passages": state.view.live_passages,
+                "chunks": state.view.live_passages,
+                "dead": state.view.dead_passages,
+                "written": state.loaded_at,
+                "ready": int(ready(engine)),
+            }
+            for key, family in families.items():
+                family.add_metric([name], values[key])
+        yield from families.values()
 
 
 def ready(engine: Engine) -> bool:
@@ -80,19 +97,20 @@ def ready(engine: Engine) -> bool:
 class Metrics:
     """The app's own registry (one per app, so test apps do not share counters) and its instruments."""
 
-    def __init__(self, engine: Callable[[], Engine | None]) -> None:
+    def __init__(self, engines: Callable[[], Iterable[tuple[str, Engine]]]) -> None:
+        """`engines()`: each served collection's name and engine, at scrape time."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
             "citeline_http_requests",
-            "HTTP requests by route template and status.",
-            ["method", "route", "status"],
+            "HTTP requests by collection, route template and status.",
+            ["collection", "method", "route", "status"],
             registry=r,
         )
         self.latency = Histogram(
             "citeline_http_request_duration_seconds",
-            "HTTP request latency by route template.",
-            ["method", "route"],
+            "HTTP request latency by collection and route template.",
+            ["collection", "method", "route"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -107,15 +125,18 @@ class Metrics:
             registry=r,
         )
         self.writes = Counter(
-            "citeline_writes", "Document writes by operation and outcome.", ["operation", "outcome"], registry=r
+            "citeline_writes",
+            "Document writes by collection, operation and outcome.",
+            ["collection", "operation", "outcome"],
+            registry=r,
         )
         self.files = Counter(
             "citeline_files",
-            "Files read into documents by uploads and folder syncs, by way in and outcome.",
-            ["kind", "outcome"],
+            "Files read into documents by uploads and folder syncs, by collection, way in and outcome.",
+            ["collection", "kind", "outcome"],
             registry=r,
         )
-        r.register(IndexCollector(engine))
+        r.register(IndexCollector(engines))
         ProcessCollector(registry=r)
 
     def observe_search(self, timings: dict[str, float]) -> None:
@@ -123,11 +144,34 @@ class Metrics:
             self.search_stages.labels(stage).observe(seconds)
 
 
+def audit(state: dict[str, object], method: str, route: str, path: str, status: int) -> None:
+    """One line for every write and every change of collections or keys: who (a key's id, never its
+    secret), what, on which collection, and how it ended."""
+    caller = state.get("caller")
+    who = getattr(caller, "id", "anonymous")
+    fields = {
+        "key": who,
+        "action": f"{method} {route}",
+        "path": path,
+        "collection": state.get("collection", ""),
+        "status": status,
+        "outcome": write_outcome(status),
+    }
+    if "key_created" in state:
+        fields["key_created"] = state["key_created"]
+    audit_logger.info("%s %s by %s: %d", method, path, who, status, extra={"fields": fields})
+
+
 def route_template(scope: Scope) -> str:
-    """The matched route's path template (`/documents/{doc_id}`), never the raw path."""
+    """The matched route's path template (`/collections/{name}/documents/{doc_id}`), never the raw path."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED
+    if not isinstance(path, str):
+        return UNMATCHED
+    if "name" in (scope.get("path_params") or {}) and "{name}" not in path:
+        # Some FastAPI versions keep an included route's own path: put back the prefix it is mounted under.
+        path = (PAGES_PREFIX if scope["path"].startswith("/c/") else COLLECTION_PREFIX) + path
+    return path
 
 
 class RequestObserver:
@@ -162,6 +206,7 @@ class RequestObserver:
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(message)
 
+        state = scope.setdefault("state", {})  # what the routes learn: the collection, the caller
         self.metrics.in_progress.labels(method).inc()
         try:
             await self.app(scope, receive, send_with_id)
@@ -182,12 +227,15 @@ class RequestObserver:
         finally:
             seconds = time.perf_counter() - started
             route = route_template(scope)
+            collection = state.get("collection", "")  # known collections only: a scanner's names are no labels
             self.metrics.in_progress.labels(method).dec()
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(seconds)
-            operation = WRITE_OPERATIONS.get((method, route))
+            self.metrics.requests.labels(collection, method, route, str(status)).inc()
+            self.metrics.latency.labels(collection, method, route).observe(seconds)
+            operation = WRITE_OPERATIONS.get((method, route.removeprefix(COLLECTION_PREFIX)))
             if operation is not None:
-                self.metrics.writes.labels(operation, write_outcome(status)).inc()
+                self.metrics.writes.labels(collection, operation, write_outcome(status)).inc()
+            if method in CHANGES and route != UNMATCHED and route.removeprefix(COLLECTION_PREFIX) not in NOT_CHANGES:
+                audit(state, method, route, scope["path"], status)
             # The path, not the query string: questions may be private.
             access_logger.info(
                 "%s %s %d",

@@ -47,29 +47,49 @@ class ResultView:
     original_url: str | None = None  # the original PDF, opened at the page the passage starts on
 
 
-def document_url(doc_id: str) -> str:
+@dataclass(frozen=True)
+class Place:
+    """Where a collection's pages and API live: "" for the default collection, else `/c/{name}` (pages) and
+    `/collections/{name}` (API)."""
+
+    pages: str = ""
+    api: str = ""
+
+    @classmethod
+    def of(cls, collection: str | None) -> Place:
+        if collection is None:
+            return cls()
+        name = quote(collection, safe="")
+        return cls(f"/c/{name}", f"/collections/{name}")
+
+    @property
+    def home(self) -> str:
+        return f"{self.pages}/"
+
+
+def document_url(doc_id: str, place: Place = Place()) -> str:
     """Link to the document view of the whole document, nothing marked."""
-    return f"/view/{quote(doc_id, safe='')}"
+    return f"{place.pages}/view/{quote(doc_id, safe='')}"
 
 
-def view_url(doc_id: str, start: int, end: int) -> str:
+def view_url(doc_id: str, start: int, end: int, place: Place = Place()) -> str:
     """Link to the document view with `[start, end)` marked and scrolled to."""
-    return f"{document_url(doc_id)}?{urlencode({'start': start, 'end': end})}#cited"
+    return f"{document_url(doc_id, place)}?{urlencode({'start': start, 'end': end})}#cited"
 
 
-def original_url(doc_id: str, page: int | None = None) -> str:
+def original_url(doc_id: str, page: int | None = None, place: Place = Place()) -> str:
     """Link to the document's original file (`GET /documents/{doc_id}/source`), at `page` for a PDF."""
-    return f"/documents/{quote(doc_id, safe='')}/source" + (f"#page={page}" if page else "")
+    return f"{place.api}/documents/{quote(doc_id, safe='')}/source" + (f"#page={page}" if page else "")
 
 
-def result_view(result: SearchResult) -> ResultView:
+def result_view(result: SearchResult, place: Place = Place()) -> ResultView:
     """The passage cut around its highlight sentence (both offsets are in the same document)."""
     c, h = result.citation, result.highlight
     return ResultView(
         result=result,
         passage=split_around(result.text, h.start - c.start, h.end - c.start),
-        view_url=view_url(c.doc_id, c.start, c.end),
-        original_url=original_url(c.doc_id, c.page) if c.page else None,
+        view_url=view_url(c.doc_id, c.start, c.end, place),
+        original_url=original_url(c.doc_id, c.page, place) if c.page else None,
     )
 
 

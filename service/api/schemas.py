@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -309,7 +309,13 @@ BAD_BODY = {"model": ErrorMessage, "description": "The body cannot be parsed at 
 # Reads are open unless CITELINE_READ_KEY is set: the key is optional as far as the schema can tell.
 OPTIONAL_KEY: dict[str, Any] = {"security": [{}]}
 TOO_LARGE = {"model": ErrorMessage, "description": "Request body larger than CITELINE_MAX_BODY_BYTES."}
-NEEDS_READ_KEY = {"model": ErrorMessage, "description": "CITELINE_READ_KEY is set and the request lacks the key."}
+NEEDS_READ_KEY = {
+    "model": ErrorMessage,
+    "description": "The collection is private (or CITELINE_READ_KEY is set) and the request has no key, or one "
+    "that matches none.",
+}
+LACKS_SCOPE = {"model": ErrorMessage, "description": "The key lacks the scope this needs on the collection."}
+UNKNOWN_COLLECTION = {"model": ErrorMessage, "description": "No collection has this name."}
 
 
 def _check_doc_id(value: str | None) -> str | None:
@@ -447,3 +453,75 @@ class WriteResponse(BaseModel):
     failed: list[FailedFile] = Field(
         default_factory=list, description="Uploaded files that were not indexed (multipart uploads only)."
     )
+
+
+# -- collections and keys ----------------------------------------------------------------------------------
+COLLECTION_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
+NEEDS_ADMIN_KEY = {"model": ErrorMessage, "description": "No key, or one that matches none."}
+NOT_ADMIN = {"model": ErrorMessage, "description": "Not the admin key, or no CITELINE_ADMIN_KEY configured."}
+
+
+class CollectionIn(BaseModel):
+    """A collection to create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=COLLECTION_NAME_PATTERN,
+        description="1-64 characters of lowercase ASCII letters, digits, '_' and '-'.",
+        examples=["wire-archive"],
+    )
+    public: bool = Field(default=False, description="Anyone may read it (search, documents) without a key.")
+    passage_tokens: int | None = Field(
+        default=None, ge=16, le=512, description="Target passage size in tokens (default: CITELINE_PASSAGE_TOKENS)."
+    )
+
+
+class CollectionInfoOut(BaseModel):
+    """A collection: its counts, model and settings."""
+
+    name: str
+    documents: int
+    passages: int
+    public: bool
+    created: float | None = Field(description="Unix time it was created; null for `default`.")
+    model: str
+    passage_tokens: int
+    vector_index: str = Field(description="How its sealed vector segments are searched (flat, hnsw, auto).")
+    last_write: float = Field(description="When its served index last changed, Unix time.")
+
+
+class CollectionList(BaseModel):
+    """The collections this caller may read or write."""
+
+    collections: list[CollectionInfoOut]
+
+
+class KeyIn(BaseModel):
+    """A key to create: the collections it opens and what it may do there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collections: list[Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]] = Field(min_length=1, max_length=100)
+    scopes: list[Literal["read", "write"]] = Field(min_length=1, max_length=2)
+    label: str = Field(default="", max_length=200, description="A note for people: whose key it is, what for.")
+
+
+class KeyOut(BaseModel):
+    """A key as listed: never its secret."""
+
+    id: str
+    collections: list[str]
+    scopes: list[str]
+    label: str
+    created: float
+
+
+class KeyCreated(KeyOut):
+    """A new key. `key` is the whole secret: shown this once, stored only as a hash."""
+
+    key: str = Field(description="Send as 'Authorization: Bearer <key>'.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]

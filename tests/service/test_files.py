@@ -236,8 +236,8 @@ def test_a_background_upload_is_a_job_with_counts_reasons_and_progress(tmp_path:
         assert client.get("/jobs/unknown").status_code == 404
         assert search(client, "when does the ferry leave")["citation"]["doc_id"] == "notes"
         metrics = client.get("/metrics").text
-        assert 'citeline_files_total{kind="upload",outcome="indexed"} 2.0' in metrics
-        assert 'citeline_files_total{kind="upload",outcome="failed"} 1.0' in metrics
+        assert 'citeline_files_total{collection="default",kind="upload",outcome="indexed"} 2.0' in metrics
+        assert 'citeline_files_total{collection="default",kind="upload",outcome="failed"} 1.0' in metrics
 
 
 def test_a_watched_folder_is_kept_in_sync_while_serving(tmp_path: Path, embedder: Embedder) -> None:

@@ -80,25 +80,27 @@ def test_metrics_by_route_template_status_stage_and_write_outcome(index_copy: Pa
     assert page.headers["content-type"].startswith("text/plain")
     after = samples(page.text)
 
-    def requests(method: str, route: str, status: str) -> float:
-        labels = (("method", method), ("route", route), ("status", status))
+    def requests(method: str, route: str, status: str, collection: str = "default") -> float:
+        labels = (("collection", collection), ("method", method), ("route", route), ("status", status))
         return after.get(("citeline_http_requests_total", labels), 0.0)
 
     assert requests("GET", "/search", "200") == 1 and requests("GET", "/search", "422") == 1
     assert requests("GET", "/documents/{doc_id}", "404") == 2, "labelled by template, not by path"
-    assert requests("GET", "unmatched", "404") == 1
-    histogram = ("citeline_http_request_duration_seconds_count", (("method", "GET"), ("route", "/search")))
-    assert after[histogram] == 2
+    assert requests("GET", "unmatched", "404", collection="") == 1, "no collection: none was resolved"
+    labels = (("collection", "default"), ("method", "GET"), ("route", "/search"))
+    assert after[("citeline_http_request_duration_seconds_count", labels)] == 2
     for stage in ("encode", "dense", "bm25", "fuse", "highlight"):
         assert after[("citeline_search_stage_seconds_count", (("stage", stage),))] == 1, stage
     writes = {labels: v for (name, labels), v in after.items() if name == "citeline_writes_total"}
+    default = ("collection", "default")
     assert writes == {
-        (("operation", "add"), ("outcome", "ok")): 1,
-        (("operation", "add"), ("outcome", "conflict")): 1,
-        (("operation", "delete"), ("outcome", "not_found")): 1,
+        (default, ("operation", "add"), ("outcome", "ok")): 1,
+        (default, ("operation", "add"), ("outcome", "conflict")): 1,
+        (default, ("operation", "delete"), ("outcome", "not_found")): 1,
     }
-    assert after[("citeline_index_documents", ())] == 6 == before[("citeline_index_documents", ())] + 1
-    last_write = ("citeline_index_last_write_timestamp_seconds", ())
+    documents = ("citeline_index_documents", (default,))
+    assert after[documents] == 6 == before[documents] + 1
+    last_write = ("citeline_index_last_write_timestamp_seconds", (default,))
     assert after[last_write] > before[last_write]
 
 

@@ -201,7 +201,9 @@ def test_view_of_an_unknown_document_is_a_friendly_404(client):
     response = client.get("/view/no-such-doc", params={"start": 0, "end": 1})
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
-    assert "No document in this index has the id 'no-such-doc'." in elements(response.text, "div", "alert")[0]["text"]
+    assert (
+        "No document in this collection has the id 'no-such-doc'." in elements(response.text, "div", "alert")[0]["text"]
+    )
 
 
 def test_documents_are_escaped_everywhere(hostile_client):

@@ -1,6 +1,7 @@
 """API fuzzing: schemathesis generates requests from the app's own OpenAPI schema, valid and invalid.
 
-Every operation of the schema, the writes with the key, over the in-process ASGI transport. Checks: no 5xx,
+Every operation of the schema with the admin key (which opens every collection and manages them), and the
+operations of collections and keys also without a key, over the in-process ASGI transport. Checks: no 5xx,
 and status codes, content types, headers and bodies as the schema declares them. A request that ran past the
 fuzz app's own timeout would be a 503, so a hang fails too. `CITELINE_FUZZ_SCALE` multiplies the examples
 per operation (`make fuzz` runs 4x).
@@ -46,9 +47,11 @@ BUDGET = {
     "DELETE /documents/{doc_id}": (900, 0),
 }
 SMALL = (25, 0)  # operations without parameters run out of distinct requests quickly
+# Collections and keys: each created collection is a store on disk, so a few dozen of each kind.
+NAMED, SMALL_NAMED = (30, 30), (25, 0)
 MIN_REQUESTS = int(5000 * SCALE)
 # The schema needs no engine, so the operations are known at collection; the app under test is made once.
-_SCHEMA = create_app(Settings(api_key=KEY)).openapi()
+_SCHEMA = create_app(Settings(api_key=KEY, admin_key=KEY)).openapi()
 OPERATIONS = sorted(f"{method.upper()} {path}" for path, item in _SCHEMA["paths"].items() for method in item)
 sent: Counter[str] = Counter()
 statuses: Counter[int] = Counter()
@@ -84,9 +87,12 @@ def satisfy_cross_field_rules(case: schemathesis.Case) -> None:
 @pytest.fixture(scope="module")
 def fuzz_app(seed_index: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[FastAPI]:
     index = copy_index(seed_index, tmp_path_factory.mktemp("fuzz") / "index")
-    config = Settings(index=index, api_key=KEY, request_timeout_seconds=20, max_body_bytes=200_000)
+    config = Settings(index=index, api_key=KEY, admin_key=KEY, request_timeout_seconds=20, max_body_bytes=200_000)
     app = create_app(config, engine=Engine.load(config, embedder=embedder))
-    with TestClient(app):  # runs the lifespan: the engine is in place for schemathesis' own client
+    with TestClient(app) as client:  # runs the lifespan: the engine is in place for schemathesis' own client
+        # A named collection with documents, for the fuzz's names to find now and then ("default" too).
+        client.post("/collections", json={"name": "fuzz", "public": True}, headers=AUTH)
+        client.put("/collections/fuzz/documents/note", json={"text": "A fuzzed collection's note."}, headers=AUTH)
         yield app
 
 
@@ -97,23 +103,41 @@ def api(fuzz_app: FastAPI) -> schemathesis.schemas.BaseSchema:
 
 
 def test_the_schema_declares_every_api_operation():
-    assert set(OPERATIONS) == set(BUDGET) | {"GET /documents", "GET /jobs", "GET /health", "GET /ready", "GET /metrics"}
+    root = {o for o in OPERATIONS if not o.split(" ", 1)[1].startswith(("/collections", "/keys"))}
+    assert root == set(BUDGET) | {"GET /documents", "GET /jobs", "GET /health", "GET /ready", "GET /metrics"}
+    named = {o.replace("/collections/{name}", "", 1) for o in OPERATIONS if "/collections/{name}/" in o}
+    assert named == {o for o in root if o.split(" ", 1)[1].startswith(("/search", "/documents", "/jobs"))}
+    assert {"POST /collections", "GET /keys", "POST /keys", "DELETE /keys/{key_id}"} <= set(OPERATIONS)
+
+
+def budget_of(operation: str) -> tuple[int, int]:
+    method, path = operation.split(" ", 1)
+    if path.startswith(("/collections", "/keys")):
+        spec = _SCHEMA["paths"][path][method.lower()]
+        return NAMED if spec.get("parameters") or spec.get("requestBody") else SMALL_NAMED
+    return BUDGET.get(operation, SMALL)
 
 
 RUNS = [
-    pytest.param(operation, mode, id=f"{operation}-{'valid' if mode == GenerationMode.POSITIVE else 'invalid'}")
+    pytest.param(
+        operation,
+        mode,
+        auth,
+        id=f"{operation}-{'valid' if mode == GenerationMode.POSITIVE else 'invalid'}{'' if auth else '-no-key'}",
+    )
     for operation in OPERATIONS
-    for mode, budget in zip(GenerationMode, BUDGET.get(operation, SMALL), strict=True)
+    for mode, budget in zip(GenerationMode, budget_of(operation), strict=True)
+    for auth in ((True, False) if operation.split(" ", 1)[1].startswith(("/collections", "/keys")) else (True,))
     if budget
 ]
 
 
-@pytest.mark.parametrize(("operation", "mode"), RUNS)
+@pytest.mark.parametrize(("operation", "mode", "auth"), RUNS)
 def test_operation_answers_as_declared(
-    api: schemathesis.schemas.BaseSchema, operation: str, mode: GenerationMode
+    api: schemathesis.schemas.BaseSchema, operation: str, mode: GenerationMode, auth: bool
 ) -> None:
     method, path = operation.split(" ", 1)
-    positive, negative = BUDGET.get(operation, SMALL)
+    positive, negative = budget_of(operation)
     examples = max(1, int((positive if mode == GenerationMode.POSITIVE else negative) * SCALE))
     # A query string has no types: an "object" or "array" made invalid there arrives as plain text that is
     # valid. Invalid JSON bodies are still checked for rejection.
@@ -125,7 +149,7 @@ def test_operation_answers_as_declared(
         if mode == GenerationMode.POSITIVE:
             satisfy_cross_field_rules(case)
         sent[operation] += 1
-        response = case.call_and_validate(headers=AUTH, excluded_checks=excluded)
+        response = case.call_and_validate(headers=AUTH if auth else {}, excluded_checks=excluded)
         statuses[response.status_code] += 1
 
     run()
@@ -148,7 +172,8 @@ def write_report(path: Path, total: int) -> None:
     path.write_text(
         "# API fuzzing (`make fuzz`)\n\n"
         f"schemathesis {schemathesis.__version__} against the app's own OpenAPI schema, in process (ASGI), "
-        f"writes with the key; examples per operation x{SCALE:g} (`CITELINE_FUZZ_SCALE`).\n\n"
+        "with the admin key, and the collection and key operations also without; "
+        f"examples per operation x{SCALE:g} (`CITELINE_FUZZ_SCALE`).\n\n"
         f"**{total} generated requests, 0 failures**: no 5xx, every status code, content type, header and body "
         "as declared, no hang (a request past the app's timeout would have been a 503).\n\n"
         f"Statuses: {codes}.\n\n| operation | requests |\n|---|---|\n{rows}\n",

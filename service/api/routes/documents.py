@@ -18,6 +18,7 @@ from service.api.schemas import (
     BAD_BODY,
     BAD_INPUT,
     DOC_ID_SCHEMA,
+    LACKS_SCOPE,
     NEEDS_READ_KEY,
     OPTIONAL_KEY,
     TOO_LARGE,
@@ -40,7 +41,7 @@ router = APIRouter(tags=["documents"])
 reads = APIRouter(
     tags=["documents"],
     dependencies=[Depends(require_read_key)],
-    responses={401: NEEDS_READ_KEY, 422: BAD_INPUT, 503: UNAVAILABLE},
+    responses={401: NEEDS_READ_KEY, 403: LACKS_SCOPE, 422: BAD_INPUT, 503: UNAVAILABLE},
 )
 writes = APIRouter(
     tags=["documents"],

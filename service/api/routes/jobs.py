@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 
-from service.api.schemas import NEEDS_READ_KEY, OPTIONAL_KEY, ErrorMessage, FailedFile, JobList, JobStatus
+from service.api.dependencies import JobsDep
+from service.api.schemas import (
+    BAD_INPUT,
+    LACKS_SCOPE,
+    NEEDS_READ_KEY,
+    OPTIONAL_KEY,
+    ErrorMessage,
+    FailedFile,
+    JobList,
+    JobStatus,
+)
 from service.api.security import require_read_key
-from service.jobs import Job, Jobs
+from service.jobs import Job
 
-router = APIRouter(tags=["jobs"], dependencies=[Depends(require_read_key)], responses={401: NEEDS_READ_KEY})
+router = APIRouter(
+    tags=["jobs"],
+    dependencies=[Depends(require_read_key)],
+    responses={401: NEEDS_READ_KEY, 403: LACKS_SCOPE, 422: BAD_INPUT},
+)
 JobId = Annotated[str, Path(description="The job's id, as a write that started it answered.", max_length=64)]
 
 
@@ -36,17 +51,16 @@ def job_status(job: Job) -> JobStatus:
     )
 
 
-def jobs_of(request: Request) -> Jobs:
-    jobs: Jobs | None = getattr(request.app.state, "jobs", None)
-    if jobs is None:
-        raise HTTPException(status_code=503, detail="jobs are not running yet: the server is starting")
-    return jobs
+def prefix_of(request: Request) -> str:
+    """The path prefix of the request's collection: "" for the default one at the root."""
+    name = request.path_params.get("name")
+    return "" if name is None else f"/collections/{quote(name, safe='')}"
 
 
 @router.get("/jobs", response_model=JobList, openapi_extra=OPTIONAL_KEY, summary="List recent jobs")
-def list_jobs(request: Request) -> JobList:
-    """The recent uploads and syncs, oldest first (the last 100 are kept, in memory)."""
-    return JobList(jobs=[job_status(j) for j in jobs_of(request).all()])
+def list_jobs(jobs: JobsDep) -> JobList:
+    """The collection's recent uploads and syncs, oldest first (the last 100 are kept, in memory)."""
+    return JobList(jobs=[job_status(j) for j in jobs.all()])
 
 
 @router.get(
@@ -56,9 +70,9 @@ def list_jobs(request: Request) -> JobList:
     openapi_extra=OPTIONAL_KEY,
     summary="Get one job",
 )
-def get_job(job_id: JobId, request: Request) -> JobStatus:
+def get_job(job_id: JobId, jobs: JobsDep) -> JobStatus:
     """Counts so far (indexed, unchanged, removed, failed with each file's reason), progress and an ETA."""
-    job = jobs_of(request).get(job_id)
+    job = jobs.get(job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"job {job_id!r} is not known: GET /jobs lists the recent ones")
     return job_status(job)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
@@ -21,6 +22,7 @@ from indexer.formats.docx import DOCX
 from service.api.dependencies import EngineDep
 from service.api.presentation import (
     PageInputError,
+    Place,
     cited_span,
     document_url,
     original_url,
@@ -72,7 +74,15 @@ def static_files() -> StaticFiles:
     return StaticFiles(directory=STATIC)
 
 
+def place_of(request: Request) -> Place:
+    """Where the page's collection lives: the root for `default`, `/c/{name}/` for a named one."""
+    return Place.of(request.path_params.get("name"))
+
+
 def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    place = place_of(request)
+    collection = request.path_params.get("name")
+    context = {"home": place.home, "api": place.api, "collection": collection, **context}
     return templates().TemplateResponse(request, name, context, status_code=status_code, headers=SECURITY_HEADERS)
 
 
@@ -84,15 +94,21 @@ def _error_page(
     return _page(request, "error.html", context, status_code)
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, response_model=None)
 def search_page(
     request: Request,
     engine: EngineDep,
     q: str | None = None,
     k: str | None = None,
     mode: str | None = None,
-) -> HTMLResponse:
-    """The search form; with `q` in the URL, that search's results (so a search can be linked)."""
+    collection: str | None = None,
+) -> HTMLResponse | RedirectResponse:
+    """The search form; with `q` in the URL, that search's results (so a search can be linked).
+    `/?collection=name` is the page of that collection, `/c/name/`."""
+    if collection is not None and "name" not in request.path_params:
+        kept = {key: value for key, value in (("q", q), ("k", k), ("mode", mode)) if value is not None}
+        query = f"?{urlencode(kept)}" if kept else ""
+        return RedirectResponse(f"/c/{quote(collection, safe='')}/{query}", status_code=307)
     context: dict[str, Any] = {
         "q": q or "",
         "k": k or SearchRequest.model_fields["k"].default,
@@ -112,7 +128,7 @@ def search_page(
     except PageInputError as error:
         return _page(request, "search.html", {**context, "errors": error.messages}, status_code=422)
     response = search_response(search, engine)
-    results = [result_view(r) for r in response.results]
+    results = [result_view(r, place_of(request)) for r in response.results]
     return _page(request, "search.html", {**context, "response": response, "results": results})
 
 
@@ -127,12 +143,13 @@ def document_view(
     """A document's whole original text with `text[start:end]` marked (id `cited`) for the link's `#cited`."""
     document = engine.document(doc_id)
     if document is None:
-        messages = [f"No document in this index has the id {doc_id!r}."]
-        return _error_page(request, 404, "Document not found", messages, [("New search", "/")])
+        messages = [f"No document in this collection has the id {doc_id!r}."]
+        return _error_page(request, 404, "Document not found", messages, [("New search", place_of(request).home)])
     try:
         span = cited_span(start, end, len(document.text))
     except PageInputError as error:
-        links = [("Read the whole document", document_url(doc_id)), ("New search", "/")]
+        where = place_of(request)
+        links = [("Read the whole document", document_url(doc_id, where)), ("New search", where.home)]
         return _error_page(request, 422, "That citation does not fit this document", error.messages, links)
     marked = None if span is None else split_around(document.text, span.start, span.end)
     layout = document.layout
@@ -142,7 +159,8 @@ def document_view(
         ([f"page {pages[0]}" + (f"–{pages[1]}" if pages[1] != pages[0] else "")] if pages else [])
         + ([f"§ {section}"] if section else [])
     )
-    original = original_url(doc_id, pages[0] if pages else None) if layout is not None and layout.original else None
+    has_original = layout is not None and layout.original
+    original = original_url(doc_id, pages[0] if pages else None, place_of(request)) if has_original else None
     kind = MEDIA_NAMES.get(layout.media_type, "file") if layout is not None else ""
     context = {"document": document, "span": span, "marked": marked, "place": place, "original": original, "kind": kind}
     return _page(request, "view.html", context)

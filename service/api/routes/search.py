@@ -15,6 +15,7 @@ from service.api.results import search_response
 from service.api.schemas import (
     BAD_BODY,
     BAD_INPUT,
+    LACKS_SCOPE,
     NEEDS_READ_KEY,
     OPTIONAL_KEY,
     TOO_LARGE,
@@ -32,7 +33,7 @@ REPEATABLE = frozenset({"doc_id", "filter"})
 router = APIRouter(
     tags=["search"],
     dependencies=[Depends(require_read_key)],
-    responses={401: NEEDS_READ_KEY, 422: BAD_INPUT, 503: UNAVAILABLE},
+    responses={401: NEEDS_READ_KEY, 403: LACKS_SCOPE, 422: BAD_INPUT, 503: UNAVAILABLE},
 )
 
 

@@ -21,9 +21,9 @@ from starlette.types import Scope
 
 from indexer.formats.extracted import ExtractionError
 from indexer.text.documents import Document, SourceError
-from service.api.dependencies import EngineDep, SettingsDep
+from service.api.dependencies import EngineDep, JobsDep, LiveDep, SettingsDep
 from service.api.limits import is_multipart
-from service.api.routes.jobs import job_status, jobs_of
+from service.api.routes.jobs import job_status, prefix_of
 from service.api.schemas import FailedFile, WriteResponse, WrittenDocument
 from service.api.security import require_write_key
 from service.jobs import read_upload
@@ -68,7 +68,9 @@ UPLOAD_BODY: dict[str, Any] = {
 @router.post("/documents", response_model=WriteResponse, status_code=status.HTTP_201_CREATED, include_in_schema=False)
 async def upload_documents(
     request: Request,
+    live: LiveDep,
     engine: EngineDep,
+    jobs: JobsDep,
     settings: SettingsDep,
     replace: bool = Query(default=False, description="Replace documents whose doc_id exists (else they fail)."),
     background: bool = Query(default=False, description="Answer 202 with a job at once (GET /jobs/{id})."),
@@ -92,11 +94,11 @@ async def upload_documents(
         files.append((name, await upload.read()))
         await upload.close()
     if background:
-        job = jobs_of(request).upload(files, settings.file_limits(), replace_existing=replace)
+        job = jobs.upload(files, settings.file_limits(), replace_existing=replace)
         return JSONResponse(
             status_code=status.HTTP_202_ACCEPTED,
             content=job_status(job).model_dump(),
-            headers={"Location": f"/jobs/{job.id}"},
+            headers={"Location": f"{prefix_of(request)}/jobs/{job.id}"},
         )
     documents: list[Document] = []
     failed: list[FailedFile] = []
@@ -126,8 +128,8 @@ async def upload_documents(
     results = await run_in_threadpool(write, documents)
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.files.labels("upload", "indexed").inc(len(documents))
-        metrics.files.labels("upload", "failed").inc(len(failed))
+        metrics.files.labels(live.name, "upload", "indexed").inc(len(documents))
+        metrics.files.labels(live.name, "upload", "failed").inc(len(failed))
     return WriteResponse(
         documents=[WrittenDocument(doc_id=r.doc_id, passages=r.passages, created=r.created) for r in results],
         snapshot=engine.version,

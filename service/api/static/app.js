@@ -41,7 +41,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const back = document.querySelector("a[data-back]");
   if (back && document.referrer) {
     const from = new URL(document.referrer);
-    if (from.origin === location.origin && from.pathname === "/" && from.searchParams.has("q")) {
+    // The search page of this document's collection: "/" or "/c/<name>/", the link's own target.
+    const home = new URL(back.getAttribute("href"), location.href).pathname;
+    if (from.origin === location.origin && from.pathname === home && from.searchParams.has("q")) {
       back.href = from.href;
       back.textContent = "← Back to results";
     }

@@ -1,0 +1,221 @@
+"""The collections one server serves: `default` (the store at `CITELINE_INDEX`, as before collections) and
+named ones, each a store of its own in the collections folder, with its own engine and job queue; one
+model serves them all.
+
+A named collection is a folder `<collections>/<name>/` holding a store and `collection.json`. It is built
+whole in a hidden staging folder and renamed into place, and deleted by a rename out of place before its
+files are removed, so a crash at any point leaves the whole collection or none (leftovers are removed at
+the next start). Names are checked against `NAME` before they touch the file system.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from indexer.build import open_or_create
+from indexer.errors import CitelineError
+from indexer.model.embedding import Embedder
+from indexer.store.store import writer_lock
+from indexer.text.lexical import BM25Config
+from service.engine import Engine
+from service.jobs import Jobs
+from service.settings import Settings
+from service.startup import chunker_config
+
+logger = logging.getLogger(__name__)
+DEFAULT = "default"
+NAME = re.compile(r"[a-z0-9_-]{1,64}")  # ASCII only: no look-alikes, no case variants, no path parts
+NAME_RULE = "1 to 64 characters, each a lowercase ASCII letter, a digit, '_' or '-'"
+META_FILE = "collection.json"
+STAGING, DELETING = ".creating-", ".deleting-"
+
+FilesCounter = Callable[[str, str, str, int], None]  # (collection, kind, outcome, count)
+
+
+class CollectionError(CitelineError):
+    """A collection request that breaks a rule (its name, its settings)."""
+
+
+class CollectionStorageError(CitelineError):
+    """The collections folder could not be written (full, read-only): nothing was created."""
+
+
+class UnknownCollectionError(CitelineError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no collection is named {name!r}: GET /collections lists them")
+        self.name = name
+
+
+class CollectionExistsError(CitelineError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a collection named {name!r} exists: choose another name or delete it first")
+
+
+def valid_name(name: str) -> bool:
+    return NAME.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a collection is: its name, whether anyone may read it, when it was made."""
+
+    name: str
+    public: bool
+    created: float | None  # None for `default`, which predates collections
+
+
+@dataclass
+class Live:
+    """One served collection."""
+
+    info: CollectionInfo
+    engine: Engine
+    jobs: Jobs
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+class Collections:
+    """Every collection a server serves, by name; created and deleted while it serves.
+
+    Readers take the current mapping without a lock (it is replaced whole, never changed in place);
+    creation and deletion hold `_lock`."""
+
+    def __init__(
+        self, settings: Settings, embedder: Embedder, default: Engine, on_files: FilesCounter | None = None
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.folder = settings.collections_path()
+        self._on_files = on_files or (lambda collection, kind, outcome, count: None)
+        self._lock = threading.Lock()
+        # `default` is public unless CITELINE_READ_KEY says otherwise, as before collections.
+        self._live = {DEFAULT: self._serve(CollectionInfo(DEFAULT, not settings.read_key, None), default)}
+        if self.folder.is_dir():
+            self._clean_leftovers()
+            for path in sorted(self.folder.iterdir()):
+                if path.is_dir() and valid_name(path.name) and path.name != DEFAULT and (path / META_FILE).is_file():
+                    try:
+                        self._live[path.name] = self._open(path)
+                    except Exception:  # one damaged collection must not keep the others from being served
+                        logger.exception("could not open collection %s; serving the others", path.name)
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def get(self, name: str) -> Live:
+        """The collection with this name; `UnknownCollectionError` when there is none (or the name is invalid)."""
+        live = self._live.get(name) if valid_name(name) else None
+        if live is None:
+            raise UnknownCollectionError(name)
+        return live
+
+    def all(self) -> list[Live]:
+        return list(self._live.values())
+
+    def names(self) -> list[str]:
+        return list(self._live)
+
+    # -- writes ------------------------------------------------------------------------------------------
+    def create(self, name: str, public: bool = False, passage_tokens: int | None = None) -> Live:
+        """A new, empty collection, whole or not at all."""
+        if not valid_name(name):
+            raise CollectionError(f"name {name!r} breaks the rule: {NAME_RULE}")
+        with self._lock:
+            if name in self._live or (self.folder / name).exists():
+                raise CollectionExistsError(name)
+            staging = self.folder / f"{STAGING}{name}-{uuid.uuid4().hex[:8]}"
+            info = CollectionInfo(name, public, time.time())
+            try:
+                settings = self._settings(staging, passage_tokens)
+                staging.mkdir(parents=True)
+                with writer_lock(staging):
+                    open_or_create(
+                        staging, self.embedder, chunker_config(settings, self.embedder), BM25Config()
+                    ).close()
+                _write_meta(staging, info)
+                os.rename(staging, self.folder / name)  # the collection exists from here on, whole
+                _fsync_dir(self.folder)
+            except OSError as error:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise CollectionStorageError(
+                    f"could not create collection {name!r} in {self.folder}: {error} (set CITELINE_COLLECTIONS_DIR "
+                    "to a writable folder)"
+                ) from error
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            live = self._open(self.folder / name)
+            self._live = {**self._live, name: live}
+        logger.info("created collection %s (%s)", name, "public" if public else "private")
+        return live
+
+    def delete(self, name: str) -> None:
+        """Remove a collection and its files; `default` stays."""
+        if name == DEFAULT:
+            raise CollectionError("the default collection cannot be deleted (delete its documents instead)")
+        with self._lock:
+            live = self.get(name)
+            self._live = {n: c for n, c in self._live.items() if n != name}
+            live.jobs.close()
+            live.engine.close()
+            gone = self.folder / f"{DELETING}{name}-{uuid.uuid4().hex[:8]}"
+            os.rename(self.folder / name, gone)  # from here on the collection is gone, whatever happens next
+            _fsync_dir(self.folder)
+            shutil.rmtree(gone, ignore_errors=True)
+        logger.info("deleted collection %s", name)
+
+    def close(self) -> None:
+        """Stop every job queue and close the named collections (the default engine belongs to the caller)."""
+        for live in self.all():
+            live.jobs.close()
+            if live.name != DEFAULT:
+                live.engine.close()
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _settings(self, path: Path, passage_tokens: int | None = None) -> Settings:
+        settings = replace(self.settings, index=path, sources="", watch="")
+        return settings if passage_tokens is None else replace(settings, passage_tokens=passage_tokens)
+
+    def _serve(self, info: CollectionInfo, engine: Engine) -> Live:
+        def count(kind: str, outcome: str, n: int) -> None:
+            self._on_files(info.name, kind, outcome, n)
+
+        return Live(info, engine, Jobs(engine, on_files=count))
+
+    def _open(self, path: Path) -> Live:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        info = CollectionInfo(path.name, bool(meta.get("public", False)), meta.get("created"))
+        return self._serve(info, Engine.load(self._settings(path), embedder=self.embedder))
+
+    def _clean_leftovers(self) -> None:
+        for path in self.folder.iterdir():
+            if path.name.startswith((STAGING, DELETING)):
+                logger.warning("removing %s, left by a collection creation or deletion that did not finish", path)
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_meta(folder: Path, info: CollectionInfo) -> None:
+    path = folder / META_FILE
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump({"name": info.name, "public": info.public, "created": info.created}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
