@@ -38,8 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_common(sub: argparse.ArgumentParser) -> None:
+    def add_common(sub: argparse.ArgumentParser, collection: bool = True) -> None:
         add_flags(sub, COMMON_SETTINGS)
+        if collection:
+            sub.add_argument(
+                "--collection",
+                metavar="NAME",
+                help="work on this named collection (a folder of CITELINE_COLLECTIONS_DIR, made with "
+                "POST /collections) instead of the default one at --index",
+            )
+            add_flags(sub, ["collections_dir"])
 
     index = commands.add_parser(
         "index",
@@ -65,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--quiet", action="store_true", help="no progress bars")
 
     serve = commands.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs)")
-    add_common(serve)
-    add_flags(serve, ["host", "port", "sources", "watch"])
+    add_common(serve, collection=False)
+    add_flags(serve, ["host", "port", "sources", "watch", "collections_dir"])
 
     migrate = commands.add_parser(
         "migrate",
@@ -161,7 +169,24 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(**overrides_from(args))
+    """The settings of the command line; with `--collection`, `index` is that collection's store."""
+    from dataclasses import replace
+
+    from service.collections import DEFAULT, META_FILE, NAME_RULE, valid_name
+
+    settings = Settings.from_env(**overrides_from(args))
+    name = getattr(args, "collection", None)
+    if name is None or name == DEFAULT:
+        return settings
+    if not valid_name(name):
+        raise ValueError(f"--collection {name!r}: a name is {NAME_RULE}")
+    folder = settings.collections_path() / name
+    if not (folder / META_FILE).is_file():
+        raise ValueError(
+            f"no collection named {name!r} in {settings.collections_path()}: create it with POST /collections "
+            "(see the README, 'Collections and keys'), or set CITELINE_COLLECTIONS_DIR"
+        )
+    return replace(settings, index=folder)
 
 
 def _run_verify(index_dir: Path) -> int:

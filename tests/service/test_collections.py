@@ -219,7 +219,10 @@ def test_a_key_for_one_collection_never_reads_or_writes_another(client: TestClie
     assert client.put("/collections/alpha/documents/x", json={"text": "no"}, headers=bearer(LEGACY)).status_code == 403
     # The admin key opens everything; metrics say which collection each figure is of.
     assert client.get("/collections/beta/documents/ledger-b", headers=bearer(ADMIN)).status_code == 200
-    metrics = client.get("/metrics").text
+    hidden = client.get("/metrics", headers=bearer(key_a)).text
+    assert 'collection="alpha"' not in hidden and 'collection="beta"' not in hidden, "private names are private"
+    assert 'citeline_index_documents{collection="default"} 5.0' in hidden
+    metrics = client.get("/metrics", headers=bearer(ADMIN)).text
     assert 'citeline_index_documents{collection="alpha"} 1.0' in metrics
     assert 'citeline_index_documents{collection="beta"} 3.0' in metrics
     assert 'citeline_index_documents{collection="default"} 5.0' in metrics
@@ -366,3 +369,27 @@ def test_every_change_is_audited_without_secrets(client: TestClient, caplog: pyt
     assert fields[1]["key_created"] == key_id
     everything = "\n".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
     assert key not in everything and key.split("_")[-1] not in everything and ADMIN not in everything
+
+
+def test_the_command_line_indexes_and_searches_a_named_collection(
+    client: TestClient, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import main
+
+    make_collection(client, "notes")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "ferry.txt").write_text("The island ferry leaves the harbour at seven every morning.", encoding="utf-8")
+    where = ["--index", str(settings.index), "--collections-dir", settings.collections_dir]
+    assert main(["index", str(folder), *where, "--collection", "notes", "--quiet"]) == 0
+    assert main(["search", "when does the ferry leave", *where, "--collection", "notes", "-k", "1"]) == 0
+    assert capsys.readouterr().out.startswith("1. [ferry ")
+    assert main(["search", "when does the ferry leave", *where, "--collection", "nope"]) == 2
+    assert "no collection named 'nope'" in capsys.readouterr().err
+    assert main(["search", "x", *where, "--collection", "../index"]) == 2
+    live = client.app.state.collections.get("notes")  # type: ignore[attr-defined]
+    live.engine.refresh()  # what the server's follower does every CITELINE_RELOAD_SECONDS
+    key = make_key(client, ["notes"], ["read"])
+    found = client.get("/collections/notes/search", params={"q": "when does the ferry leave"}, headers=bearer(key))
+    assert found.json()["results"][0]["citation"]["doc_id"] == "ferry"
+    assert client.get("/search", params={"q": "island ferry", "doc_id": "ferry"}).json()["results"] == []

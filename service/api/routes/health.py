@@ -9,6 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.api.dependencies import EngineDep
 from service.api.observability import Metrics, ready
 from service.api.schemas import Health, NotReady, Ready
+from service.api.security import Credentials, caller_of
+from service.collections import Collections
 
 router = APIRouter(tags=["health"])
 
@@ -48,7 +50,15 @@ def readiness(engine: EngineDep) -> Ready | JSONResponse:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}},
     summary="Prometheus metrics",
 )
-def metrics(request: Request) -> Response:
-    """Requests by route and status, latency histograms, search time by stage, index size, writes by outcome."""
+def metrics(request: Request, credentials: Credentials) -> Response:
+    """Requests by collection, route and status, latency histograms, search time by stage, index size, writes
+    by outcome. The series of private collections are shown only to the admin key (a scraper sends it as a
+    bearer token): their names and sizes are theirs."""
     registry: Metrics = request.app.state.metrics
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+    text = generate_latest(registry.registry).decode()
+    if not caller_of(request, credentials).admin:
+        collections: Collections = request.app.state.collections
+        hidden = tuple(f'collection="{c.name}"' for c in collections.all() if not c.info.public)
+        if hidden:
+            text = "".join(line for line in text.splitlines(keepends=True) if not any(h in line for h in hidden))
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
