@@ -162,6 +162,9 @@ write_documents() {
          "In winter the ferry to the islands sails only on Sundays, weather permitting."], title="Ferry timetable"))' \
         >"$work/docs/ferry-timetable.pdf"
     chmod -R a+rX "$work/docs"
+    # The admin key as a secret file (CITELINE_ADMIN_KEY_FILE), readable by the container's user only.
+    mkdir -p "$work/secrets" && printf 'smoke-admin-key\n' >"$work/secrets/admin" && chown -R 10001:10001 "$work/secrets"
+    chmod 0500 "$work/secrets" && chmod 0400 "$work/secrets/admin"
     mkdir -p "$work/index" && chown 10001:10001 "$work/index"  # the container's user writes its index here
 }
 
@@ -209,8 +212,11 @@ step "seeds: start to healthy" start_container citeline-smoke-seeds
 step "seeds: search and citation" check_seeds
 write_documents
 step "mounted docs: index and healthy" start_container citeline-smoke-docs \
-    -v "$work/docs:/data/docs:ro" -v "$work/index:/data/index" -e CITELINE_SOURCES=/data/docs
+    -v "$work/docs:/data/docs:ro" -v "$work/index:/data/index" -e CITELINE_SOURCES=/data/docs \
+    -v "$work/secrets:/run/secrets:ro" -e CITELINE_ADMIN_KEY_FILE=/run/secrets/admin
 step "mounted docs: served" check_documents
+step "mounted docs: a private collection" "$PYTHON" docker/smoke_check.py \
+    "http://127.0.0.1:$(port_of citeline-smoke-docs)" collection smoke-admin-key
 step "mounted docs: restart reuses index" check_restart_reuses_index
 step "seeds: HEALTHCHECK" wait_docker_healthy citeline-smoke-seeds
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")

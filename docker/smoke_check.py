@@ -5,6 +5,8 @@ smoke_check.py URL search QUESTION DOC_ID [PAGE]
                                             DOC_ID's passage ranks first, its citation is exact (and its
                                             pages, `page` to `page_end`, include PAGE)
 smoke_check.py URL documents DOC_ID...      the index holds exactly these documents
+smoke_check.py URL collection ADMIN_KEY     a private collection made, written and searched with a scoped key;
+                                            refused without it
 """
 
 from __future__ import annotations
@@ -68,6 +70,52 @@ def check_documents(base: str, expected: list[str]) -> str:
     return f"documents: {served}"
 
 
+def call(method: str, url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+    """(status, JSON body) of one request; HTTP errors are answers too."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def check_collection(base: str, admin: str) -> str:
+    """A private collection, a key scoped to it, a write and a search with it; no key, no answer."""
+    steps = [
+        ("POST", "/collections", admin, {"name": "smoke"}, 201),
+        ("POST", "/keys", admin, {"collections": ["smoke"], "scopes": ["read", "write"]}, 201),
+    ]
+    answers = []
+    for method, path, key, body, expected in steps:
+        status, answer = call(method, base + path, key, body)
+        if status != expected:
+            raise CheckFailed(f"{method} {path}: {status} {answer}, expected {expected}")
+        answers.append(answer)
+    scoped = answers[1]["key"]
+    text = {"text": "The smoke collection's ledger lists 17 barrels of tar unloaded at dawn."}
+    status, answer = call("PUT", f"{base}/collections/smoke/documents/ledger", scoped, text)
+    if status != 201:
+        raise CheckFailed(f"write with the scoped key: {status} {answer}")
+    question = urllib.parse.urlencode({"q": "how many barrels of tar"})
+    status, answer = call("GET", f"{base}/collections/smoke/search?{question}", scoped)
+    if status != 200 or answer["results"][0]["citation"]["doc_id"] != "ledger":
+        raise CheckFailed(f"search with the scoped key: {status} {answer}")
+    status, answer = call("GET", f"{base}/collections/smoke/search?{question}")
+    if status != 401:
+        raise CheckFailed(f"search of a private collection without a key: {status}, expected 401")
+    status, answer = call("GET", f"{base}/search?{question}&doc_id=ledger")
+    if status != 200 or answer["results"]:
+        raise CheckFailed(f"the default collection shows the private collection's document: {answer}")
+    return "collection: private, written and searched with a scoped key, 401 without"
+
+
 def main(argv: list[str]) -> int:
     base, command, *rest = argv
     try:
@@ -78,6 +126,8 @@ def main(argv: list[str]) -> int:
             print(f"first result: {check_search(base, rest[0], rest[1], page)}")
         elif command == "documents":
             print(check_documents(base, rest))
+        elif command == "collection":
+            print(check_collection(base, rest[0]))
         elif command == "snapshot":  # the name of the snapshot being served: unchanged means nothing was rewritten
             print(get_json(f"{base}/health")["snapshot"])
         else:
