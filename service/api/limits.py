@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,9 +70,14 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+# Paths whose POST/PUT/DELETE change stored data: a collection's documents, collections themselves.
+WRITE_PATHS = re.compile(r"(?:/collections/[^/]+)?/documents(?:/.*)?|/collections(?:/[^/]+)?")
+
+
 def is_write(scope: Scope) -> bool:
-    """A request that changes documents: bounded by the engine's wait for its turn, not by the timeout."""
-    return scope["method"] in ("POST", "PUT", "DELETE") and str(scope["path"]).startswith("/documents")
+    """A request that changes documents or collections: bounded by the engine's wait for its turn, not by the
+    timeout (a write that has started is answered with its outcome)."""
+    return scope["method"] in ("POST", "PUT", "DELETE") and WRITE_PATHS.fullmatch(str(scope["path"])) is not None
 
 
 class RequestTimeout:

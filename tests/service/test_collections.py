@@ -393,3 +393,25 @@ def test_the_command_line_indexes_and_searches_a_named_collection(
     found = client.get("/collections/notes/search", params={"q": "when does the ferry leave"}, headers=bearer(key))
     assert found.json()["results"][0]["citation"]["doc_id"] == "ferry"
     assert client.get("/search", params={"q": "island ferry", "doc_id": "ferry"}).json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "write"),
+    [
+        ("POST", "/documents", True),
+        ("DELETE", "/documents/a", True),
+        ("PUT", "/collections/wire/documents/a", True),
+        ("POST", "/collections/wire/documents", True),
+        ("POST", "/collections", True),
+        ("DELETE", "/collections/wire", True),
+        ("POST", "/collections/wire/search", False),
+        ("POST", "/search", False),
+        ("GET", "/collections/wire/documents", False),
+        ("POST", "/keys", False),
+    ],
+)
+def test_writes_to_any_collection_are_not_cut_by_the_request_timeout(method: str, path: str, write: bool) -> None:
+    """A write that has started is answered with its outcome, in a named collection as in the default one."""
+    from service.api.limits import is_write
+
+    assert is_write({"method": method, "path": path}) is write
