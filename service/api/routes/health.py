@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.dependencies import EngineDep
 from service.api.observability import Metrics, ready
-from service.api.schemas import Health, NotReady, Ready
+from service.api.schemas import OPTIONAL_KEY, Health, NotReady, Ready
 from service.api.security import Credentials, caller_of
 from service.collections import Collections
 
@@ -48,6 +48,7 @@ def readiness(engine: EngineDep) -> Ready | JSONResponse:
     "/metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}},
+    openapi_extra=OPTIONAL_KEY,
     summary="Prometheus metrics",
 )
 def metrics(request: Request, credentials: Credentials) -> Response:
