@@ -101,6 +101,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common(repair)
 
+    export = commands.add_parser(
+        "export",
+        help="write a collection as one portable archive (documents, originals, vectors, checksums)",
+        description="Write the index (or --collection NAME) as a tar archive at OUT: a consistent copy taken "
+        "while it serves, with a manifest of every file's SHA-256 and the model of its vectors. `citeline import` "
+        "or POST /collections/{name}/import restores it elsewhere without parsing or embedding again.",
+    )
+    export.add_argument("out", type=Path, help="the archive to write (a new file), e.g. wire.citeline.tar")
+    add_common(export)
+
+    restore = commands.add_parser(
+        "import",
+        help="make a named collection from an archive of `citeline export`",
+        description="Check ARCHIVE whole (every file's SHA-256, then the index verified) and make collection "
+        "NAME from it in CITELINE_COLLECTIONS_DIR; a server serving that folder picks it up when it restarts. "
+        "Vectors of another model are embedded again with this one, saying so.",
+    )
+    restore.add_argument("archive", type=Path)
+    restore.add_argument("name", help="the new collection's name (a-z, 0-9, '_', '-'; 1-64)")
+    visibility = restore.add_mutually_exclusive_group()
+    visibility.add_argument("--public", dest="public", action="store_true", default=None, help="readable by anyone")
+    visibility.add_argument("--private", dest="public", action="store_false", help="readable with a key only")
+    add_common(restore, collection=False)
+    add_flags(restore, ["collections_dir"])
+
     search = commands.add_parser("search", help="answer one question from the shell, without a server")
     search.add_argument("question")
     add_common(search)
@@ -219,6 +244,27 @@ def _run_backup(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.store.maintenance import backup
 
     print(backup(settings.index, args.dest).summary())
+    return 0
+
+
+def _run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from indexer.store.archive import write_archive
+
+    manifest = write_archive(settings.index, args.out, {"collection": args.collection or "default"})
+    print(f"exported {manifest.documents} documents, {manifest.passages} passages to {args.out}")
+    return 0
+
+
+def _run_import(args: argparse.Namespace, settings: Settings) -> int:
+    from service.collections import restore
+    from service.startup import load_embedder
+
+    folder = settings.collections_path()
+    manifest, reembedded = restore(
+        args.archive, folder, args.name, load_embedder(settings), settings, args.public, settings.max_import_bytes
+    )
+    how = "embedded again with this model" if reembedded else "vectors kept"
+    print(f"imported {manifest.documents} documents into collection {args.name!r} ({folder / args.name}), {how}")
     return 0
 
 
@@ -342,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_backup(args, settings)
         if args.command == "repair":
             return _run_repair(settings)
+        if args.command == "export":
+            return _run_export(args, settings)
+        if args.command == "import":
+            return _run_import(args, settings)
         return _run_search(args, settings)
     except (CitelineError, ValueError) as error:
         print(f"citeline: error: {error}", file=sys.stderr)

@@ -22,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from indexer.build import open_or_create
+from indexer.build import open_or_create, sync_index
 from indexer.errors import CitelineError
 from indexer.model.embedding import Embedder
-from indexer.store.store import writer_lock
+from indexer.store.archive import STORE, ArchiveManifest, read_archive
+from indexer.store.originals import Originals
+from indexer.store.store import Store, writer_lock
 from indexer.text.lexical import BM25Config
 from service.engine import Engine
 from service.jobs import Jobs
@@ -37,7 +39,7 @@ DEFAULT = "default"
 NAME = re.compile(r"[a-z0-9_-]{1,64}")  # ASCII only: no look-alikes, no case variants, no path parts
 NAME_RULE = "1 to 64 characters, each a lowercase ASCII letter, a digit, '_' or '-'"
 META_FILE = "collection.json"
-STAGING, DELETING = ".creating-", ".deleting-"
+STAGING, DELETING, EXPORTING = ".creating-", ".deleting-", ".export-"
 
 FilesCounter = Callable[[str, str, str, int], None]  # (collection, kind, outcome, count)
 
@@ -72,6 +74,16 @@ class CollectionInfo:
     name: str
     public: bool
     created: float | None  # None for `default`, which predates collections
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A collection made from an archive, and whether its vectors had to be made again."""
+
+    live: Live
+    documents: int
+    passages: int
+    reembedded: bool
 
 
 @dataclass
@@ -160,6 +172,18 @@ class Collections:
         logger.info("created collection %s (%s)", name, "public" if public else "private")
         return live
 
+    def import_archive(self, name: str, archive: Path, public: bool | None = None, max_bytes: int = 0) -> Imported:
+        """A new collection from an export, checked whole first (see `restore`)."""
+        if not valid_name(name):
+            raise CollectionError(f"name {name!r} breaks the rule: {NAME_RULE}")
+        with self._lock:
+            if name in self._live:
+                raise CollectionExistsError(name)
+            manifest, reembedded = restore(archive, self.folder, name, self.embedder, self.settings, public, max_bytes)
+            live = self._open(self.folder / name)
+            self._live = {**self._live, name: live}
+        return Imported(live, manifest.documents, manifest.passages, reembedded)
+
     def delete(self, name: str) -> None:
         """Remove a collection and its files; `default` stays."""
         if name == DEFAULT:
@@ -200,7 +224,7 @@ class Collections:
 
     def _clean_leftovers(self) -> None:
         for path in self.folder.iterdir():
-            if path.name.startswith((STAGING, DELETING)):
+            if path.name.startswith((STAGING, DELETING, EXPORTING)):
                 logger.warning("removing %s, left by a collection creation or deletion that did not finish", path)
                 shutil.rmtree(path, ignore_errors=True)
 
@@ -219,3 +243,67 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def restore(
+    archive: Path,
+    folder: Path,
+    name: str,
+    embedder: Embedder,
+    settings: Settings,
+    public: bool | None = None,
+    max_bytes: int = 0,
+) -> tuple[ArchiveManifest, bool]:
+    """Make collection `name` in `folder` from an export (`indexer/store/archive.py`), whole or not at all:
+    the archive is unpacked and checked in a hidden folder, which is renamed into place last. Vectors of
+    `embedder`'s model are kept as they are; others are embedded again from the stored documents (True
+    returned with the manifest). `public` None keeps the exported collection's visibility."""
+    if not valid_name(name) or name == DEFAULT:
+        raise CollectionError(f"name {name!r} breaks the rule: {NAME_RULE}, and not {DEFAULT!r}")
+    if (folder / name).exists():
+        raise CollectionExistsError(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder / f"{STAGING}{name}-{uuid.uuid4().hex[:8]}"
+    try:
+        manifest = read_archive(archive, work, max_bytes)
+        store_dir, reembedded = work / STORE, False
+        model = embedder.info
+        if (manifest.model.get("fingerprint"), manifest.model.get("dimension")) != (model.fingerprint, model.dimension):
+            logger.warning(
+                "collection %s: the archive's vectors are of model %r, this server runs %r: embedding its %d "
+                "documents again",
+                name,
+                manifest.model.get("name"),
+                model.name,
+                manifest.documents,
+            )
+            store_dir, reembedded = _reembed(work / STORE, work / "reembedded", embedder, settings), True
+        visible = bool(manifest.meta.get("public", False)) if public is None else public
+        _write_meta(store_dir, CollectionInfo(name, visible, time.time()))
+        os.rename(store_dir, folder / name)  # whole from here on; before it, not at all
+        _fsync_dir(folder)
+    except OSError as error:
+        raise CollectionStorageError(f"could not import collection {name!r} into {folder}: {error}") from error
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    how = "embedded again" if reembedded else "vectors kept"
+    logger.info("imported collection %s: %d documents, %s", name, manifest.documents, how)
+    return manifest, reembedded
+
+
+def _reembed(source: Path, target: Path, embedder: Embedder, settings: Settings) -> Path:
+    """A store at `target` with `source`'s documents (and original files) embedded by `embedder`, chunked
+    as `source` was."""
+    store = Store.open(source)
+    try:
+        chunker = store.settings.chunker
+        originals = Originals(source)
+        documents = [
+            replace(d, original=originals.path(d.layout.original)) if d.layout and d.layout.original else d
+            for d in store.load().live_documents()
+        ]
+    finally:
+        store.close()
+    local = replace(settings, passage_tokens=chunker.passage_tokens, overlap_sentences=chunker.overlap_sentences)
+    sync_index(documents, target, embedder, chunker_config(local, embedder), BM25Config(), show_progress=False)
+    return target

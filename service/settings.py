@@ -87,6 +87,9 @@ class Settings:
     max_upload_bytes: int = _setting(
         200_000_000, "Largest multipart upload to POST /documents, all files together, in bytes (else 413)."
     )
+    max_import_bytes: int = _setting(
+        50_000_000_000, "Largest archive POST /collections/{name}/import takes, and unpacks to, in bytes (else 413)."
+    )
     max_upload_files: int = _setting(100, "Most files in one multipart upload to POST /documents.")
     max_document_chars: int = _setting(
         1_000_000, "Longest document text accepted, in characters: through the API, or extracted from a file."

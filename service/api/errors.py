@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from indexer.collection import ConflictError, UnknownDocumentError
 from indexer.errors import CitelineError
+from indexer.store.archive import ArchiveError
 from indexer.store.bm25 import BM25Error
 from indexer.store.errors import StoreError
 from indexer.store.legacy import LegacyIndexError
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 # The first class an error is an instance of decides (subclasses before their bases).
 STATUS: tuple[tuple[type[CitelineError], int], ...] = (
     (DiskFullError, 507),  # the disk refused a write: nothing was written
+    (ArchiveError, 422),  # a damaged, truncated or foreign archive: nothing was imported
     (ConflictError, 409),  # an added doc_id exists: nothing was written
     (UnknownDocumentError, 404),
     (UnknownCollectionError, 404),

@@ -39,18 +39,22 @@ class BodySizeLimit:
     """ASGI middleware: a body over `max_bytes` (a file upload: `max_upload_bytes`) is a 413, by its declared
     length or as it streams in."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int = 0) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int = 0, max_import_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_upload_bytes = max_upload_bytes or max_bytes
+        self.max_import_bytes = max_import_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        upload = is_multipart(scope)
-        limit = self.max_upload_bytes if upload else self.max_bytes
-        setting = "CITELINE_MAX_UPLOAD_BYTES" if upload else "CITELINE_MAX_BODY_BYTES"
+        if is_import(scope):
+            limit, setting = self.max_import_bytes, "CITELINE_MAX_IMPORT_BYTES"
+        elif is_multipart(scope):
+            limit, setting = self.max_upload_bytes, "CITELINE_MAX_UPLOAD_BYTES"
+        else:
+            limit, setting = self.max_bytes, "CITELINE_MAX_BODY_BYTES"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_json(send, 413, _too_large(limit, setting))
@@ -71,13 +75,26 @@ class BodySizeLimit:
 
 
 # Paths whose POST/PUT/DELETE change stored data: a collection's documents, collections themselves.
-WRITE_PATHS = re.compile(r"(?:/collections/[^/]+)?/documents(?:/.*)?|/collections(?:/[^/]+)?")
+WRITE_PATHS = re.compile(r"(?:/collections/[^/]+)?/documents(?:/.*)?|/collections(?:/[^/]+(?:/import)?)?")
+# Paths that take as long as the collection is large, whatever the method: exports and imports.
+LONG_PATHS = re.compile(r"(?:/collections/[^/]+)?/export|/collections/[^/]+/import")
+
+
+def is_import(scope: Scope) -> bool:
+    """An archive sent to `POST /collections/{name}/import`: bounded by CITELINE_MAX_IMPORT_BYTES."""
+    path = str(scope["path"])
+    return scope["method"] == "POST" and path.endswith("/import") and LONG_PATHS.fullmatch(path) is not None
 
 
 def is_write(scope: Scope) -> bool:
     """A request that changes documents or collections: bounded by the engine's wait for its turn, not by the
     timeout (a write that has started is answered with its outcome)."""
     return scope["method"] in ("POST", "PUT", "DELETE") and WRITE_PATHS.fullmatch(str(scope["path"])) is not None
+
+
+def is_untimed(scope: Scope) -> bool:
+    """Requests the timeout leaves alone: probes, writes that have started, exports and imports."""
+    return scope["path"] in UNTIMED_PATHS or is_write(scope) or LONG_PATHS.fullmatch(str(scope["path"])) is not None
 
 
 class RequestTimeout:
@@ -96,7 +113,7 @@ class RequestTimeout:
         self._answering: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.seconds <= 0 or scope["path"] in UNTIMED_PATHS or is_write(scope):
+        if scope["type"] != "http" or self.seconds <= 0 or is_untimed(scope):
             await self.app(scope, receive, send)
             return
         started = False

@@ -525,3 +525,12 @@ class KeyCreated(KeyOut):
 
 class KeyList(BaseModel):
     keys: list[KeyOut]
+
+
+class ImportResponse(BaseModel):
+    """A collection made from an archive."""
+
+    collection: CollectionInfoOut
+    reembedded: bool = Field(
+        description="True when the archive's vectors came from another model and were embedded again here."
+    )

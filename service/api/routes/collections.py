@@ -6,7 +6,11 @@ pages under `/c/{name}/`); the same routes at the root serve the `default` colle
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response, status
+import os
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from service.api.dependencies import CollectionsDep, LiveDep, collection_name
@@ -21,10 +25,12 @@ from service.api.schemas import (
     CollectionInfoOut,
     CollectionList,
     ErrorMessage,
+    ImportResponse,
 )
 from service.api.security import Credentials, caller_of, require_admin_key, require_read_key
-from service.collections import Live
+from service.collections import EXPORTING, Live
 from service.keys import READ, WRITE
+from service.settings import Settings
 
 router = APIRouter(tags=["collections"], responses={422: BAD_INPUT})
 UNKNOWN = {"model": ErrorMessage, "description": "No collection has this name."}
@@ -104,3 +110,47 @@ async def delete_collection(name: str, request: Request, collections: Collection
         await run_in_threadpool(keys.forget_collection, name)
     await run_in_threadpool(collections.delete, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/collections/{name}/import",
+    response_model=ImportResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(collection_name), Depends(require_admin_key)],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses={
+        401: NEEDS_ADMIN_KEY,
+        403: NOT_ADMIN,
+        409: {"model": ErrorMessage, "description": "The name is taken."},
+        413: {"model": ErrorMessage, "description": "Larger than CITELINE_MAX_IMPORT_BYTES."},
+    },
+    summary="Create a collection from an export",
+)
+async def import_collection(
+    name: str,
+    request: Request,
+    collections: CollectionsDep,
+    public: bool | None = Query(default=None, description="Override the exported collection's visibility."),
+) -> ImportResponse:
+    """The body is an archive from `GET /collections/{name}/export` (or `citeline export`): `curl
+    --data-binary @wire.citeline.tar -H 'content-type: application/x-tar'`. It is checked whole (every
+    file's SHA-256, then the index verified) before the collection exists; a damaged, truncated or foreign
+    archive is a 422 and nothing is imported. Vectors of another model are embedded again (`reembedded`)."""
+    request.state.collection = name
+    settings: Settings = request.app.state.settings
+    collections.folder.mkdir(parents=True, exist_ok=True)
+    descriptor, raw = tempfile.mkstemp(prefix=f"{EXPORTING}import-", suffix=".tar", dir=collections.folder)
+    archive = Path(raw)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            async for chunk in request.stream():
+                await run_in_threadpool(handle.write, chunk)
+        imported = await run_in_threadpool(collections.import_archive, name, archive, public, settings.max_import_bytes)
+    finally:
+        archive.unlink(missing_ok=True)
+    return ImportResponse(collection=collection_info(imported.live), reembedded=imported.reembedded)
