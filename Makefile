@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench bench-formats bench-quality bench-writes bench-scale scale-corpus crash clean browser \
+.PHONY: install index serve test lint bench bench-reindex bench-formats bench-quality bench-writes bench-scale scale-corpus crash clean browser \
 	screenshot fuzz load
 
 install: $(STAMP)
@@ -43,6 +43,11 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP) scale-corpus
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.formats
+	$(BIN)/python -m bench.reindex
+
+# What a shadow reindex costs the searches that go on during it: writes bench/REINDEX.md.
+bench-reindex: $(BENCH_STAMP)
+	$(BIN)/python -m bench.reindex $(REINDEX_ARGS)
 
 # Retrieval through PDF, HTML and DOCX renderings of SQuAD articles, and PDF page checks: writes bench/FORMATS.md.
 bench-formats: $(BENCH_STAMP)

@@ -31,6 +31,24 @@ from indexer.store.store import Store, writer_lock
 from indexer.text.lexical import BM25Config
 from service.engine import Engine
 from service.jobs import Jobs
+from service.reindex import (
+    EVAL_FILE,
+    SHADOW,
+    SWITCH_FILE,
+    Plan,
+    ReindexError,
+    Report,
+    build_shadow,
+    catch_up,
+    drops,
+    eval_questions,
+    measure,
+    previous_of,
+    read_switch_mark,
+    retire_later,
+    swap_folders,
+    write_switch_mark,
+)
 from service.settings import Settings
 from service.startup import chunker_config
 
@@ -40,6 +58,7 @@ NAME = re.compile(r"[a-z0-9_-]{1,64}")  # ASCII only: no look-alikes, no case va
 NAME_RULE = "1 to 64 characters, each a lowercase ASCII letter, a digit, '_' or '-'"
 META_FILE = "collection.json"
 STAGING, DELETING, EXPORTING = ".creating-", ".deleting-", ".export-"
+# `.shadow-` (a reindex's new index) and `.previous-` (the index it replaced) folders: service/reindex.py
 
 FilesCounter = Callable[[str, str, str, int], None]  # (collection, kind, outcome, count)
 
@@ -115,6 +134,10 @@ class Collections:
         self._lock = threading.Lock()
         # `default` is public unless CITELINE_READ_KEY says otherwise, as before collections.
         self._live = {DEFAULT: self._serve(CollectionInfo(DEFAULT, not settings.read_key, None), default)}
+        home = default.index_dir  # a refused or interrupted reindex of `default` leaves its shadow beside it
+        for path in home.parent.glob(f"{SHADOW}{home.name}-*"):
+            logger.warning("removing %s, the new index of a reindex that did not switch", path)
+            shutil.rmtree(path, ignore_errors=True)
         if self.folder.is_dir():
             self._clean_leftovers()
             for path in sorted(self.folder.iterdir()):
@@ -184,6 +207,111 @@ class Collections:
             self._live = {**self._live, name: live}
         return Imported(live, manifest.documents, manifest.passages, reembedded)
 
+    def reindex(self, name: str, plan: Plan, report: Report, on_progress: Callable[[int, int], None]) -> Report:
+        """Build the collection again with `plan`'s settings beside the live one, and switch to it if the
+        collection's evaluation questions say it is no worse (`service/reindex.py`); `report` follows it."""
+        started = time.monotonic()
+        live = self.get(name)
+        home = live.engine.index_dir
+        dataset = eval_questions(home)
+        if dataset is None and not plan.force:
+            raise ReindexError(
+                f"collection {name!r} has no evaluation questions to judge a reindex by: PUT them to "
+                f"{'' if name == DEFAULT else f'/collections/{name}'}/eval first, or reindex with force"
+            )
+        stored = live.engine.store.settings.chunker
+        report.settings = {
+            "passage_tokens": plan.passage_tokens or stored.passage_tokens,
+            "overlap_sentences": stored.overlap_sentences if plan.overlap_sentences is None else plan.overlap_sentences,
+        }
+        report.phase = "building"
+        source = live.engine  # a switch or rollback meanwhile replaces it: then this reindex stops
+        shadow_engine, shadow, since = build_shadow(source, plan, self.settings, on_progress)
+        switched = False
+        try:
+            report.phase = "catching up"
+            since = catch_up(source, shadow_engine, since)
+            if dataset is not None:
+                report.phase = "evaluating"
+                report.before, report.after = measure(source, dataset), measure(shadow_engine, dataset)
+                report.reasons = drops(report.before, report.after, plan.metrics, plan.threshold)
+            if report.reasons and not plan.force:
+                report.phase = report.decision = "refused"
+                logger.warning("reindex of %s refused, the new index kept in %s: %s", name, shadow, report.reasons)
+                return report
+            report.decision = "forced" if plan.force and (report.reasons or dataset is None) else "switched"
+            self._switch(live, source, shadow_engine, shadow, since)
+            switched = True
+            report.phase = "switched"
+            logger.info("reindex of %s: %s to %s", name, report.decision, report.settings)
+            return report
+        finally:
+            if not switched:
+                shadow_engine.close()
+            report.seconds = round(time.monotonic() - started, 2)
+
+    def _switch(self, live: Live, old: Engine, shadow_engine: Engine, shadow: Path, since: int) -> None:
+        """The shadow in place of the live index (`old`), the live one kept as the previous, between two writes."""
+        with self._lock:
+            if live.engine is not old:
+                shutil.rmtree(shadow, ignore_errors=True)
+                raise ReindexError(
+                    f"collection {live.name!r} was switched or rolled back while this reindex ran: nothing changed; "
+                    "start it again"
+                )
+            home = old.index_dir
+            with old.admission.admit():  # no write runs or starts on the live index until the switch is done
+                catch_up(old, shadow_engine, since)
+                seq = shadow_engine.store.records.last_seq()
+                shadow_engine.close()
+                for kept in (EVAL_FILE, META_FILE):
+                    if (home / kept).is_file():
+                        shutil.copy2(home / kept, shadow / kept)
+                previous = previous_of(home)
+                swap_folders(home, shadow, previous)
+                write_switch_mark(previous, seq)
+                self._replace_engine(live, old, "the collection was reindexed")
+        retire_later(old)
+
+    def rollback(self, name: str) -> Live:
+        """Bring back the index a reindex replaced, with the writes made since the switch carried over."""
+        with self._lock:
+            live = self.get(name)
+            old = live.engine
+            home = old.index_dir
+            previous = previous_of(home)
+            if not previous.is_dir():
+                raise ReindexError(f"collection {name!r} has no previous index to roll back to")
+            since = read_switch_mark(previous)
+            with old.admission.admit():
+                restored = Engine.load(self._settings(previous), embedder=self.embedder)
+                try:
+                    catch_up(old, restored, since)
+                    seq = restored.store.records.last_seq()  # where a roll forward would start carrying writes
+                finally:
+                    restored.close()
+                for kept in (EVAL_FILE, META_FILE):
+                    if (home / kept).is_file():
+                        shutil.copy2(home / kept, previous / kept)
+                (previous / SWITCH_FILE).unlink(missing_ok=True)
+                aside = home.parent / f"{SHADOW}{home.name}-{uuid.uuid4().hex[:8]}"
+                os.rename(home, aside)
+                os.rename(previous, home)
+                os.rename(aside, previous)
+                _fsync_dir(home.parent)
+                write_switch_mark(previous, seq)
+                self._replace_engine(live, old, "the collection was rolled back")
+        retire_later(old)
+        logger.info("rolled collection %s back to its previous index", name)
+        return live
+
+    def _replace_engine(self, live: Live, old: Engine, why: str) -> None:
+        new = Engine.load(self._settings(old.index_dir), embedder=self.embedder)
+        old.successor = new  # set before `retired`: a write refused by `old` always finds where to go
+        old.retired = why
+        live.engine = new
+        live.jobs.engine = new
+
     def delete(self, name: str) -> None:
         """Remove a collection and its files; `default` stays."""
         if name == DEFAULT:
@@ -224,7 +352,7 @@ class Collections:
 
     def _clean_leftovers(self) -> None:
         for path in self.folder.iterdir():
-            if path.name.startswith((STAGING, DELETING, EXPORTING)):
+            if path.name.startswith((STAGING, DELETING, EXPORTING, SHADOW)):
                 logger.warning("removing %s, left by a collection creation or deletion that did not finish", path)
                 shutil.rmtree(path, ignore_errors=True)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from indexer.build import prepare
 from indexer.collection import ConflictError, UnknownDocumentError
 from indexer.model.embedding import Embedder
+from indexer.store.errors import StoreError
 from indexer.store.segments import read_manifest
 from indexer.store.store import SegmentPolicy, Store, WriterBusyError, writer_lock
 from indexer.store.view import View
@@ -26,6 +28,14 @@ from service.settings import Settings
 from service.startup import check_model, load_embedder, segment_policy
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RetiredEngineError(StoreError):
+    """A write reached an engine that a reindex or rollback replaced: nothing was written; retry it."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"{why}: nothing was written; send the write again")
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ class Engine:
         self.refresh_error: str | None = None  # why the last attempt to follow the store failed, until one succeeds
         self.segments = segments or SegmentPolicy()
         self._dead_merged = 0  # dead passages when `maintain` last looked for segments to merge
+        self.retired: str | None = None  # why this engine no longer serves its collection (a reindex switched)
+        self.successor: Engine | None = None  # the engine that serves it instead
 
     @classmethod
     def load(cls, settings: Settings, embedder: Embedder | None = None) -> Engine:
@@ -227,6 +239,8 @@ class Engine:
         """Admit a write (or refuse it, nothing written) and hold the writer locks while it runs."""
         self.store.check_writable()
         with self.admission.admit():
+            if self.retired is not None:  # replaced while this write waited for its turn: the new one takes it
+                raise RetiredEngineError(self.retired)
             yield
 
     def _commit(self, adds: Sequence[Document], deletes: Sequence[str] = ()) -> View:
@@ -245,7 +259,7 @@ class Engine:
         )
         return self._state.view
 
-    def add_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
+    def _add_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
         """Add new documents in one write; `ConflictError` (nothing written) if any id exists."""
         with self._writing():
             self._follow()
@@ -259,7 +273,35 @@ class Engine:
         """Create or replace the document with this id."""
         return self.put_documents([document])[0]
 
+    # A write that reaches an engine replaced while it waited (a reindex switched, a rollback) is refused
+    # before anything is written, then sent on to the engine that replaced it: the caller never sees the swap.
+    def add_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
+        """Add new documents in one write; `ConflictError` (nothing written) if any id exists."""
+        return self._forward(lambda engine: engine._add_documents(documents))
+
     def put_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
+        """Create or replace the documents with these ids, in one write."""
+        return self._forward(lambda engine: engine._put_documents(documents))
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Remove the documents with these ids (those not stored are passed over), in one write."""
+        self._forward(lambda engine: engine._delete_documents(doc_ids))
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove a document and its passages; `UnknownDocumentError` if there is none with this id."""
+        self._forward(lambda engine: engine._delete_document(doc_id))
+
+    def _forward(self, write: Callable[[Engine], T]) -> T:
+        engine: Engine = self
+        while True:
+            try:
+                return write(engine)
+            except RetiredEngineError:
+                if engine.successor is None:
+                    raise
+                engine = engine.successor
+
+    def _put_documents(self, documents: Sequence[Document]) -> list[WriteResult]:
         """Create or replace the documents with these ids, in one write."""
         with self._writing():
             self._follow()
@@ -267,7 +309,7 @@ class Engine:
             view = self._commit(documents)
         return [WriteResult(d.doc_id, view.passage_count(d.doc_id), c) for d, c in zip(documents, created, strict=True)]
 
-    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+    def _delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Remove the documents with these ids (those not stored are passed over), in one write."""
         with self._writing():
             self._follow()
@@ -275,7 +317,7 @@ class Engine:
             if stored:
                 self._commit([], stored)
 
-    def delete_document(self, doc_id: str) -> None:
+    def _delete_document(self, doc_id: str) -> None:
         """Remove a document and its passages; `UnknownDocumentError` if there is none with this id."""
         with self._writing():
             self._follow()

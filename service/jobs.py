@@ -33,11 +33,12 @@ from indexer.text.documents import (
     validate_doc_id,
 )
 from service.engine import Engine
+from service.reindex import Report
 
 logger = logging.getLogger(__name__)
 BATCH_FILES = 16
 KEEP_JOBS = 100
-UPLOAD, SYNC = "upload", "sync"
+UPLOAD, SYNC, REINDEX = "upload", "sync", "reindex"
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 
@@ -64,6 +65,7 @@ class Job:
     removed: int = 0
     failures: list[FileFailure] = field(default_factory=list)
     error: str | None = None  # why a job stopped short (state FAILED)
+    reindex: Report | None = None  # a reindex's phase, figures and decision
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -103,8 +105,8 @@ class Jobs:
         self._worker = threading.Thread(target=self._run, name="citeline-jobs", daemon=True)
         self._worker.start()
 
-    def submit(self, kind: str, target: str, work: Work) -> Job:
-        job = Job(id=uuid.uuid4().hex[:16], kind=kind, target=target)
+    def submit(self, kind: str, target: str, work: Work, reindex: Report | None = None) -> Job:
+        job = Job(id=uuid.uuid4().hex[:16], kind=kind, target=target, reindex=reindex)
         with self._lock:
             self._jobs[job.id] = job
             for old in list(self._jobs)[: max(0, len(self._jobs) - KEEP_JOBS)]:

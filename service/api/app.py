@@ -16,7 +16,7 @@ from service.api.dependencies import collection_name, known_query_only
 from service.api.errors import add_error_handlers
 from service.api.limits import BodySizeLimit, RequestTimeout
 from service.api.observability import Metrics, RequestObserver
-from service.api.routes import collections, documents, health, jobs, keys, pages, search, transfer, uploads
+from service.api.routes import collections, documents, health, jobs, keys, pages, reindex, search, transfer, uploads
 from service.api.schemas import BAD_BODY, BAD_INPUT, LACKS_SCOPE, TOO_LARGE, UNKNOWN_COLLECTION
 from service.collections import DEFAULT, Collections
 from service.engine import Engine
@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     add_error_handlers(app)
     strict = [Depends(known_query_only)]
     # uploads before documents: the same path and method, told apart by the body (routes/uploads.py).
-    per_collection = (search.router, uploads.router, documents.router, jobs.router, transfer.router)
+    per_collection = (search.router, uploads.router, documents.router, jobs.router, transfer.router, reindex.router)
     for router in per_collection:
         app.include_router(router, dependencies=strict)
     app.include_router(health.router, dependencies=strict, responses={422: BAD_INPUT})

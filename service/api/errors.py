@@ -27,6 +27,7 @@ from service.collections import (
     CollectionStorageError,
     UnknownCollectionError,
 )
+from service.reindex import ReindexError
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ STATUS: tuple[tuple[type[CitelineError], int], ...] = (
     (CollectionExistsError, 409),
     (CollectionError, 422),  # a name or setting that breaks a rule
     (CollectionStorageError, 503),
+    (ReindexError, 409),  # not now: no questions to judge by, no previous index to roll back to
     (SourceError, 422),  # a document that breaks a rule (its id, its text)
     (WriteQueueFullError, 503),  # busy: try again shortly
     (WriteTimeoutError, 503),

@@ -75,7 +75,9 @@ class BodySizeLimit:
 
 
 # Paths whose POST/PUT/DELETE change stored data: a collection's documents, collections themselves.
-WRITE_PATHS = re.compile(r"(?:/collections/[^/]+)?/documents(?:/.*)?|/collections(?:/[^/]+(?:/import)?)?")
+WRITE_PATHS = re.compile(
+    r"(?:/collections/[^/]+)?/(?:documents(?:/.*)?|eval|reindex|rollback)|/collections(?:/[^/]+(?:/import)?)?"
+)
 # Paths that take as long as the collection is large, whatever the method: exports and imports.
 LONG_PATHS = re.compile(r"(?:/collections/[^/]+)?/export|/collections/[^/]+/import")
 

@@ -136,6 +136,12 @@ class Metrics:
             ["collection", "kind", "outcome"],
             registry=r,
         )
+        self.reindexes = Counter(
+            "citeline_reindexes",
+            "Reindex jobs by collection and how they ended: switched, forced, refused or failed.",
+            ["collection", "decision"],
+            registry=r,
+        )
         r.register(IndexCollector(engines))
         ProcessCollector(registry=r)
 

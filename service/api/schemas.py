@@ -417,11 +417,23 @@ class FailedFile(BaseModel):
     reason: str = Field(examples=["an encrypted PDF: it needs a password to be read"])
 
 
+class ReindexStatus(BaseModel):
+    """A reindex: where it is, the figures of both indexes on the collection's questions, and the decision."""
+
+    phase: str = Field(description="`queued`, `building`, `catching up`, `evaluating`, `switched` or `refused`.")
+    settings: dict[str, int] = Field(description="The new index's settings.")
+    before: dict[str, float] | None = Field(description="The live index's figures (hybrid) on the questions.")
+    after: dict[str, float] | None = Field(description="The new index's figures on the same questions.")
+    decision: str | None = Field(description="`switched`, `forced` (switched despite the gate) or `refused`.")
+    reasons: list[str] = Field(description="Each chosen metric that fell by more than the threshold.")
+    seconds: float | None = Field(description="How long the reindex took, once it has ended.")
+
+
 class JobStatus(BaseModel):
-    """An upload or folder sync: what it has done so far, and what is left."""
+    """An upload, folder sync or reindex: what it has done so far, and what is left."""
 
     id: str
-    kind: str = Field(description="`upload` or `sync`.")
+    kind: str = Field(description="`upload`, `sync` or `reindex`.")
     target: str = Field(description="The folder synced, or how many files were uploaded.")
     state: str = Field(description="`queued`, `running`, `done` or `failed` (see `error`).")
     total: int = Field(description="Files to read.")
@@ -437,6 +449,7 @@ class JobStatus(BaseModel):
     created: float = Field(description="Unix time the job was queued.")
     started: float | None
     finished: float | None
+    reindex: ReindexStatus | None = Field(default=None, description="A reindex's own report (reindex jobs).")
 
 
 class JobList(BaseModel):
@@ -534,3 +547,17 @@ class ImportResponse(BaseModel):
     reembedded: bool = Field(
         description="True when the archive's vectors came from another model and were embedded again here."
     )
+
+
+class ReindexIn(BaseModel):
+    """A reindex: the settings to build the collection with again, and how the result is judged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    passage_tokens: int | None = Field(default=None, ge=16, le=512, description="Target passage size in tokens.")
+    overlap_sentences: int | None = Field(default=None, ge=0, le=5, description="Sentences repeated between passages.")
+    metrics: list[Literal["ndcg@10", "recall@1", "recall@3", "recall@5", "recall@10", "recall@100", "mrr@10"]] = Field(
+        default=["ndcg@10", "recall@5"], min_length=1, description="The figures that may not drop."
+    )
+    threshold: float = Field(default=0.005, ge=0, le=1, description="The largest drop allowed in each.")
+    force: bool = Field(default=False, description="Switch even when a figure drops or there are no questions.")

@@ -89,7 +89,12 @@ def load_qa(path: Path) -> Dataset:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise DatasetError(f"{path}:{number}: not a JSON object ({error})") from None
+            if not isinstance(record, dict):
+                raise DatasetError(f"{path}:{number}: each line is a JSON object, not {type(record).__name__}")
             if not isinstance(record.get("q"), str) or not isinstance(record.get("doc_id"), str):
                 raise DatasetError(f"{path}:{number}: each line needs string fields 'q' and 'doc_id'")
             answer = record.get("answer")

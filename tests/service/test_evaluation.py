@@ -22,6 +22,7 @@ from service.evaluation.evaluate import (
     judge_qa,
     load_beir,
     load_dataset,
+    load_qa,
     split_half,
 )
 from service.evaluation.measures import Judged, dcg, ndcg, recall, reciprocal_rank, summarize
@@ -169,3 +170,11 @@ def test_judge_beir_leaves_out_the_document_that_is_the_query_itself():
     query = Query("a", "an argument", {"b": 1.0})
     judged = judge_beir([hit("a", "p1"), hit("b", "p2")], query)
     assert judged.ranked_gains == [1.0]
+
+
+@pytest.mark.parametrize("line", ["0", "[1, 2]", '"q"', "{not json", '{"q": 1, "doc_id": "a"}', "null"])
+def test_a_qa_file_that_is_not_question_objects_says_which_line(tmp_path: Path, line: str):
+    path = tmp_path / "questions.jsonl"
+    path.write_text('{"q": "a question", "doc_id": "a"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"questions.jsonl:2:"):
+        load_qa(path)

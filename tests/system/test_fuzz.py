@@ -43,6 +43,10 @@ BUDGET = {
     "GET /documents/{doc_id}/source": (300, 0),
     "GET /jobs/{job_id}": (200, 0),
     "GET /export": (5, 0),  # each one copies the whole collection
+    "POST /reindex": (3, 30),  # each valid one may build the collection again (with force, switch it)
+    "POST /rollback": (5, 0),
+    "PUT /eval": (20, 0),  # any text fits the schema; only QA lines are accepted
+    "GET /eval": (10, 0),
     "POST /documents": (90, 150),
     "PUT /documents/{doc_id}": (70, 150),
     "DELETE /documents/{doc_id}": (900, 0),
@@ -63,9 +67,9 @@ REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "42
 CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}}})
 
 
-@schemathesis.serializer("application/x-tar")
+@schemathesis.serializer("application/x-tar", "application/x-ndjson")
 def tar_bytes(ctx: schemathesis.SerializationContext, value: object) -> bytes:
-    """An import's body as generated: bytes as they are, anything else as its text (never a valid archive)."""
+    """An import's or questions' body as generated: bytes as they are, anything else as its text."""
     return value if isinstance(value, bytes) else str(value).encode()
 
 
@@ -113,7 +117,7 @@ def test_the_schema_declares_every_api_operation():
     root = {o for o in OPERATIONS if not o.split(" ", 1)[1].startswith(("/collections", "/keys"))}
     assert root == set(BUDGET) | {"GET /documents", "GET /jobs", "GET /health", "GET /ready", "GET /metrics"}
     named = {o.replace("/collections/{name}", "", 1) for o in OPERATIONS if "/collections/{name}/" in o}
-    per_collection = ("/search", "/documents", "/jobs", "/export")
+    per_collection = ("/search", "/documents", "/jobs", "/export", "/eval", "/reindex", "/rollback")
     assert named == {o for o in root if o.split(" ", 1)[1].startswith(per_collection)} | {"POST /import"}
     assert {"POST /collections", "GET /keys", "POST /keys", "DELETE /keys/{key_id}"} <= set(OPERATIONS)
 
@@ -150,7 +154,7 @@ def test_operation_answers_as_declared(
     # A query string has no types: an "object" or "array" made invalid there arrives as plain text that is
     # valid. Invalid JSON bodies are still checked for rejection.
     excluded = [negative_data_rejection] if method == "GET" else []
-    if path.endswith("/import"):  # any bytes fit the schema; only a real export is accepted (422 otherwise)
+    if path.endswith(("/import", "/eval")):  # any bytes fit the schema; only an export, or QA lines, are accepted
         excluded.append(positive_data_acceptance)
 
     @given(case=api[path][method].as_strategy(mode))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from service.api.schemas import (
     FailedFile,
     JobList,
     JobStatus,
+    ReindexStatus,
 )
 from service.api.security import require_read_key
 from service.jobs import Job
@@ -48,6 +50,7 @@ def job_status(job: Job) -> JobStatus:
         created=job.created,
         started=job.started,
         finished=job.finished,
+        reindex=None if job.reindex is None else ReindexStatus(**asdict(job.reindex)),
     )
 
 
