@@ -38,8 +38,9 @@ def check_model(built_with: ModelInfo, embedder: Embedder, index_dir: Path) -> N
         )
 
 
-def load_embedder(settings: Settings) -> Embedder:
-    """The model on the configured encoder; ONNX exports are cached in `encoder_cache`, else the index directory."""
+def load_embedder(settings: Settings, spin: bool = False) -> Embedder:
+    """The model on the configured encoder; ONNX exports are cached in `encoder_cache`, else the index directory.
+    `spin` only where nothing else must run meanwhile (`citeline index`, `eval`): not in a server."""
     return Embedder(
         settings.model,
         batch_size=settings.batch_size,
@@ -48,6 +49,7 @@ def load_embedder(settings: Settings) -> Embedder:
         cache_dir=index_encoder_cache(settings.index),
         threads=settings.threads,
         shared_cache=Path(settings.encoder_cache) if settings.encoder_cache else None,
+        spin=spin,
     )
 
 

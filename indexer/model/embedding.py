@@ -70,6 +70,7 @@ class Embedder:
     The backend (`encoder`: onnx, onnx-int8 or torch) is chosen by `create_encoder`; whichever runs, the
     model, its fingerprint and so its vectors are the same, so an index built with one serves with another.
     `query_encoder` is the backend of `encode_query` when it differs from the passages' (None: the same one).
+    `spin`: onnxruntime's threads busy-wait for work: on for bulk indexing, off in a server (see encoders.py).
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Embedder:
         threads: int = 0,
         query_encoder: str | None = None,
         shared_cache: Path | None = None,
+        spin: bool = True,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -95,11 +97,15 @@ class Embedder:
             model_fingerprint(model_dir) if model_dir.is_dir() else hashlib.sha256(location.encode()).hexdigest()
         )
         try:
-            self._encoder: Encoder = create_encoder(encoder, location, fingerprint, cache_dir, threads, shared_cache)
+            self._encoder: Encoder = create_encoder(
+                encoder, location, fingerprint, cache_dir, threads, shared_cache, spin
+            )
             self._query_encoder: Encoder = (
                 self._encoder
                 if query_encoder in (None, encoder)
-                else create_encoder(query_encoder, location, fingerprint, cache_dir, threads, shared_cache)
+                # One thread for questions: a pool of more would spin between questions (onnxruntime's
+                # threads busy-wait for work), burning the cores that background work at low priority needs.
+                else create_encoder(query_encoder, location, fingerprint, cache_dir, threads or 1, shared_cache, spin)
             )
         except Exception as error:
             raise ModelError(

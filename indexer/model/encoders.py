@@ -142,7 +142,7 @@ class TorchEncoder:
 class OnnxEncoder:
     """An exported model on onnxruntime (CPU), tokenised with `tokenizers`; imports neither torch nor transformers."""
 
-    def __init__(self, directory: Path, kind: str = "onnx", threads: int = 0) -> None:
+    def __init__(self, directory: Path, kind: str = "onnx", threads: int = 0, spin: bool = True) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -169,6 +169,10 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(threads, 0)  # 0: onnxruntime's default, one per physical core
         options.inter_op_num_threads = 1  # the graph is a chain: no parallel branches to run
+        # Spinning threads wait for work by busy-looping: some 10% more passages/s in bulk indexing, but in a
+        # server they hold the cores at normal priority, and a job at nice 19 that encodes through the same
+        # threads waits for its own share behind them (it barely moves while questions arrive).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only
@@ -315,12 +319,14 @@ def create_encoder(
     cache_dir: Path | None = None,
     threads: int = 0,
     shared_cache: Path | None = None,
+    spin: bool = True,
 ) -> Encoder:
     """The backend `kind` for the model at `location`; torch, with a warning, when an ONNX one cannot run.
 
     ONNX exports are cached in `<cache>/<fingerprint[:16]>/`, the cache being `shared_cache`, `cache_dir`
     or the user cache directory (see `onnx_export_dir`).
     `threads` sets onnxruntime's intra-op threads or torch's thread count; 0 keeps the library's default.
+    `spin`: onnxruntime's threads busy-wait for work (faster bulk encoding; off where other work must run).
     """
     check_encoder_kind(kind)
     if kind != "torch":
@@ -333,7 +339,7 @@ def create_encoder(
                 directory = onnx_export_dir(
                     location, fingerprint, cache_dir, quantized=kind == "onnx-int8", shared_cache=shared_cache
                 )
-                return OnnxEncoder(directory, kind, threads)
+                return OnnxEncoder(directory, kind, threads, spin)
             except Exception as error:
                 logger.warning("encoder %r is not available (%s): using torch", kind, error)
     return TorchEncoder(location, threads)
