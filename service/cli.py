@@ -133,6 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
     search.add_argument("--json", action="store_true", help="print the same JSON as the HTTP API")
 
+    reindex = commands.add_parser(
+        "reindex",
+        help="ask a running server to reindex a collection with new settings, and follow the job",
+        description="Start a shadow reindex on the server at --url (the server builds the new index beside the "
+        "live one, evaluates both on the collection's questions and switches only if no metric drops) and show "
+        "its progress until it ends. Exit 0 when it switched, 1 when it was refused, 2 on an error. The key is "
+        "CITELINE_API_KEY, or --key (a key with the write scope on the collection, or the admin key).",
+    )
+    reindex.add_argument("--url", help="the server (default http://HOST:PORT of the settings)")
+    reindex.add_argument("--collection", metavar="NAME", help="a named collection (default: the default one)")
+    reindex.add_argument("--key", help="bearer key (default: CITELINE_ADMIN_KEY or CITELINE_API_KEY)")
+    reindex.add_argument("--questions", type=Path, help="QA lines to set as the collection's questions first")
+    reindex.add_argument("--metric", action="append", dest="metrics", help="a metric that may not drop (repeat)")
+    reindex.add_argument("--threshold", type=float, help="the largest drop allowed (default 0.005)")
+    reindex.add_argument("--force", action="store_true", help="switch even if a metric drops")
+    add_flags(reindex, ["passage_tokens", "overlap_sentences", "host", "port", "log_level"])
+
     evaluate = commands.add_parser(
         "eval",
         help="measure retrieval quality on a BEIR folder or a QA file",
@@ -200,7 +217,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     from service.collections import DEFAULT, META_FILE, NAME_RULE, valid_name
 
     settings = Settings.from_env(**overrides_from(args))
-    name = getattr(args, "collection", None)
+    name = getattr(args, "collection", None) if args.command != "reindex" else None  # reindex asks a server
     if name is None or name == DEFAULT:
         return settings
     if not valid_name(name):
@@ -266,6 +283,62 @@ def _run_import(args: argparse.Namespace, settings: Settings) -> int:
     how = "embedded again with this model" if reembedded else "vectors kept"
     print(f"imported {manifest.documents} documents into collection {args.name!r} ({folder / args.name}), {how}")
     return 0
+
+
+def _run_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """`citeline reindex`: a client of the server's reindex endpoint (only the server may swap what it serves)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    base = (args.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    prefix = f"{base}/collections/{args.collection}" if args.collection else base
+    key = args.key or settings.admin_secret() or settings.api_key
+
+    def call(method: str, url: str, body: bytes | None = None, kind: str = "application/json") -> dict:
+        request = urllib.request.Request(url, data=body, method=method)
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        if body is not None:
+            request.add_header("Content-Type", kind)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode("utf-8", "replace")
+            raise ValueError(f"{method} {url}: {error.code} {detail}") from None
+        except urllib.error.URLError as error:
+            raise ValueError(f"no server answers at {base} ({error.reason}): start it, or give --url") from None
+        return json.loads(raw) if raw else {}
+
+    if args.questions is not None:
+        call("PUT", f"{prefix}/eval", args.questions.read_bytes(), "application/x-ndjson")
+    plan: dict[str, object] = {"force": args.force}
+    for name in ("passage_tokens", "overlap_sentences", "threshold", "metrics"):
+        if getattr(args, name, None) is not None:
+            plan[name] = getattr(args, name)
+    job = call("POST", f"{prefix}/reindex", json.dumps(plan).encode())
+    with tqdm(desc="reindex", unit="doc", disable=not sys.stderr.isatty()) as bar:
+        while job["state"] not in ("done", "failed"):
+            time.sleep(1)
+            job = call("GET", f"{prefix}/jobs/{job['id']}")
+            bar.total = job["total"] or None
+            bar.n = job["done"]
+            bar.set_postfix_str((job.get("reindex") or {}).get("phase", job["state"]))
+            bar.refresh()
+    if job["state"] == "failed":
+        print(f"citeline: the reindex failed: {job['error']}", file=sys.stderr)
+        return 2
+    report = job["reindex"]
+    for label, figures in (("before", report["before"]), ("after", report["after"])):
+        if figures:
+            print(f"{label:<7}" + "".join(f"  {name} {value:.4f}" for name, value in figures.items()))
+    print(f"{report['decision']} in {report['seconds']} s: {report['settings']}")
+    for reason in report["reasons"]:
+        print(f"  {reason}")
+    return 1 if report["decision"] == "refused" else 0
 
 
 def _run_repair(settings: Settings) -> int:
@@ -388,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_backup(args, settings)
         if args.command == "repair":
             return _run_repair(settings)
+        if args.command == "reindex":
+            return _run_reindex(args, settings)
         if args.command == "export":
             return _run_export(args, settings)
         if args.command == "import":

@@ -102,3 +102,23 @@ def test_idle_connections_stay_open_for_the_keep_alive_setting(served_seeds: str
         time.sleep(2.5)
         idle.settimeout(0.5)  # uvicorn's own 5 s would still hold it open: recv would time out
         assert idle.recv(1) == b"", "the server kept a connection idle for 3.5 s open"  # setting 2 s: closed
+
+
+def test_citeline_reindex_asks_a_running_server_and_reports_its_decision(
+    seed_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from tests.copies import copy_index
+
+    index = copy_index(seed_index, tmp_path / "index")
+    questions = Path(__file__).resolve().parents[1] / "data" / "seed_questions.jsonl"
+    with server_process("--index", str(index), env={"CITELINE_ADMIN_KEY": "admin"}) as (url, _):
+        common = ["--url", url, "--key", "admin", "--questions", str(questions)]
+        assert main(["reindex", *common, "--passage-tokens", "24", "--metric", "ndcg@10"]) == 1
+        out = capsys.readouterr().out
+        assert "refused" in out and "ndcg@10 fell from" in out and out.startswith("before")
+        assert main(["reindex", "--url", url, "--key", "wrong"]) == 2
+        assert "401" in capsys.readouterr().err
+        assert main(["reindex", "--url", url, "--key", "admin", "--collection", "nope"]) == 2
+        assert "404" in capsys.readouterr().err
+    assert main(["reindex", "--url", url, "--key", "admin"]) == 2
+    assert "no server answers" in capsys.readouterr().err
