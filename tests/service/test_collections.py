@@ -415,3 +415,16 @@ def test_writes_to_any_collection_are_not_cut_by_the_request_timeout(method: str
     from service.api.limits import is_write
 
     assert is_write({"method": method, "path": path}) is write
+
+
+def test_a_collections_search_page_links_within_that_collection(client: TestClient) -> None:
+    make_collection(client, "pages", public=True)
+    text = "The lighthouse of Valmora was lit again in 1891 after the storm."
+    client.put("/collections/pages/documents/valmora", json={"text": text}, headers=bearer(ADMIN))
+    page = client.get("/c/pages/", params={"q": "when was the lighthouse lit again"})
+    assert page.status_code == 200
+    assert 'action="/c/pages/"' in page.text and 'href="/collections/pages/documents"' in page.text
+    assert 'href="/c/pages/view/valmora?start=' in page.text, "results open in this collection's view"
+    view = client.get("/c/pages/view/valmora", params={"start": 0, "end": 10})
+    assert view.status_code == 200 and 'href="/c/pages/" data-back' in view.text
+    assert client.get("/view/valmora").status_code == 404, "the default collection has no such document"
