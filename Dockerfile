@@ -31,6 +31,7 @@ RUN python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb")
 COPY README.md ./
 COPY indexer ./indexer
 COPY service ./service
+COPY citeline.py ./
 RUN pip-install . && find /opt/citeline -depth -type d -name __pycache__ -exec rm -rf {} +
 COPY seeds /app/seeds
 # The seeds' index, built now so a container serves at once. Its ONNX exports (fp32 passages, int8 questions)

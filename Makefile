@@ -26,8 +26,8 @@ serve: install
 	$(BIN)/citeline serve --sources seeds --index $(INDEX)
 
 lint: install
-	$(BIN)/ruff check indexer service tests bench
-	$(BIN)/ruff format --check indexer service tests bench
+	$(BIN)/ruff check indexer service tests bench citeline.py
+	$(BIN)/ruff format --check indexer service tests bench citeline.py
 	$(BIN)/mypy
 
 test: install lint browser
