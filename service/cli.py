@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(restore, collection=False)
     add_flags(restore, ["collections_dir"])
 
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve the index to an agent over the Model Context Protocol (stdio)",
+        description="Run an MCP server on stdin/stdout with the tools `search` and `get_document`, for a desktop "
+        "agent: configure the agent to start `citeline mcp --index DIR`. Logs go to stderr.",
+    )
+    add_common(mcp)
+
     search = commands.add_parser("search", help="answer one question from the shell, without a server")
     search.add_argument("question")
     add_common(search)
@@ -461,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_backup(args, settings)
         if args.command == "repair":
             return _run_repair(settings)
+        if args.command == "mcp":
+            from service.engine import Engine
+            from service.mcp import run_stdio
+
+            run_stdio(Engine.load(settings))
+            return 0
         if args.command == "reindex":
             return _run_reindex(args, settings)
         if args.command == "export":
