@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -96,12 +96,12 @@ ERRORS: dict[int, type[ApiError]] = {
 
 
 @dataclass(frozen=True)
-class Request:
+class Request(Generic[M]):
     """One call: what to send and which model reads the answer (None: no body expected)."""
 
     method: str
     path: str
-    model: type[BaseModel] | None = None
+    model: type[M] | None = None
     params: dict[str, str] | None = None
     json: Any = None
     files: list[tuple[str, tuple[str, bytes]]] | None = None
@@ -132,62 +132,64 @@ class _Calls:
     def __init__(self, prefix: str = "") -> None:
         self.prefix = prefix
 
-    def search(self, q: str, k: int = 5, mode: str = "hybrid", **filters: Any) -> Request:
+    def search(self, q: str, k: int = 5, mode: str = "hybrid", **filters: Any) -> Request[SearchResponse]:
         body = {"q": q, "k": k, "mode": mode, **{name: v for name, v in filters.items() if v is not None}}
         return Request("POST", f"{self.prefix}/search", SearchResponse, json=body)
 
-    def documents(self) -> Request:
+    def documents(self) -> Request[DocumentList]:
         return Request("GET", f"{self.prefix}/documents", DocumentList)
 
-    def document(self, doc_id: str) -> Request:
+    def document(self, doc_id: str) -> Request[DocumentDetail]:
         return Request("GET", f"{self.prefix}/documents/{_id(doc_id)}", DocumentDetail)
 
-    def add(self, documents: Sequence[Mapping[str, Any]]) -> Request:
+    def add(self, documents: Sequence[Mapping[str, Any]]) -> Request[WriteResponse]:
         return Request("POST", f"{self.prefix}/documents", WriteResponse, json={"documents": list(documents)})
 
-    def put(self, doc_id: str, text: str, title: str | None, metadata: Mapping[str, Any] | None) -> Request:
+    def put(
+        self, doc_id: str, text: str, title: str | None, metadata: Mapping[str, Any] | None
+    ) -> Request[WriteResponse]:
         body = {"text": text, "title": title, "metadata": dict(metadata or {})}
         return Request("PUT", f"{self.prefix}/documents/{_id(doc_id)}", WriteResponse, json=body)
 
-    def delete(self, doc_id: str) -> Request:
+    def delete(self, doc_id: str) -> Request[Any]:
         return Request("DELETE", f"{self.prefix}/documents/{_id(doc_id)}")
 
-    def upload(self, files: Sequence[str | Path], replace: bool, background: bool) -> Request:
+    def upload(self, files: Sequence[str | Path], replace: bool, background: bool) -> Request[Any]:
         parts = [("file", (Path(f).name, Path(f).read_bytes())) for f in files]
         params = {"replace": str(replace).lower(), "background": str(background).lower()}
-        model = JobStatus if background else WriteResponse
+        model: type[BaseModel] = JobStatus if background else WriteResponse
         return Request("POST", f"{self.prefix}/documents", model, params=params, files=parts)
 
-    def jobs(self) -> Request:
+    def jobs(self) -> Request[JobList]:
         return Request("GET", f"{self.prefix}/jobs", JobList)
 
-    def job(self, job_id: str) -> Request:
+    def job(self, job_id: str) -> Request[JobStatus]:
         return Request("GET", f"{self.prefix}/jobs/{_id(job_id)}", JobStatus)
 
-    def health(self) -> Request:
+    def health(self) -> Request[Health]:
         return Request("GET", "/health", Health)
 
-    def collections(self) -> Request:
+    def collections(self) -> Request[CollectionList]:
         return Request("GET", "/collections", CollectionList)
 
-    def describe(self, name: str) -> Request:
+    def describe(self, name: str) -> Request[CollectionInfoOut]:
         return Request("GET", f"/collections/{_id(name)}", CollectionInfoOut)
 
-    def create_collection(self, name: str, public: bool, passage_tokens: int | None) -> Request:
+    def create_collection(self, name: str, public: bool, passage_tokens: int | None) -> Request[CollectionInfoOut]:
         body = {"name": name, "public": public, "passage_tokens": passage_tokens}
         return Request("POST", "/collections", CollectionInfoOut, json=body)
 
-    def delete_collection(self, name: str) -> Request:
+    def delete_collection(self, name: str) -> Request[Any]:
         return Request("DELETE", f"/collections/{_id(name)}")
 
-    def create_key(self, collections: Sequence[str], scopes: Sequence[str], label: str) -> Request:
+    def create_key(self, collections: Sequence[str], scopes: Sequence[str], label: str) -> Request[KeyCreated]:
         body = {"collections": list(collections), "scopes": list(scopes), "label": label}
         return Request("POST", "/keys", KeyCreated, json=body)
 
-    def keys(self) -> Request:
+    def keys(self) -> Request[KeyList]:
         return Request("GET", "/keys", KeyList)
 
-    def revoke_key(self, key_id: str) -> Request:
+    def revoke_key(self, key_id: str) -> Request[Any]:
         return Request("DELETE", f"/keys/{_id(key_id)}")
 
 
@@ -220,7 +222,7 @@ class Client:
         """This client for the collection `name` (the same connection and key)."""
         return Client(_http=self.http, _prefix=f"/collections/{_id(name)}")
 
-    def _send(self, request: Request) -> Any:
+    def _send(self, request: Request[M]) -> M:
         response = self.http.request(
             request.method,
             request.path,
@@ -229,7 +231,7 @@ class Client:
             files=request.files,
             content=request.content,
         )
-        return _answer(response, request.model)
+        return cast(M, _answer(response, request.model))
 
     def close(self) -> None:
         self.http.close()
@@ -242,16 +244,13 @@ class Client:
 
     def search(self, q: str, k: int = 5, mode: str = "hybrid", **filters: Any) -> SearchResponse:
         """Ranked passages for `q`; `filters`: doc_id (a list), source, filter (a dict), date_from, date_to."""
-        answer: SearchResponse = self._send(self.calls.search(q, k, mode, **filters))
-        return answer
+        return self._send(self.calls.search(q, k, mode, **filters))
 
     def documents(self) -> DocumentList:
-        answer: DocumentList = self._send(self.calls.documents())
-        return answer
+        return self._send(self.calls.documents())
 
     def document(self, doc_id: str) -> DocumentDetail:
-        answer: DocumentDetail = self._send(self.calls.document(doc_id))
-        return answer
+        return self._send(self.calls.document(doc_id))
 
     def add(
         self, text: str, doc_id: str | None = None, title: str | None = None, metadata: Mapping[str, Any] | None = None
@@ -261,15 +260,13 @@ class Client:
 
     def add_many(self, documents: Sequence[Mapping[str, Any]]) -> WriteResponse:
         """Add new documents ({"text", "doc_id"?, "title"?, "metadata"?}), all or none."""
-        answer: WriteResponse = self._send(self.calls.add(documents))
-        return answer
+        return self._send(self.calls.add(documents))
 
     def put(
         self, doc_id: str, text: str, title: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> WriteResponse:
         """Create or replace the document `doc_id`."""
-        answer: WriteResponse = self._send(self.calls.put(doc_id, text, title, metadata))
-        return answer
+        return self._send(self.calls.put(doc_id, text, title, metadata))
 
     def delete(self, doc_id: str) -> None:
         self._send(self.calls.delete(doc_id))
@@ -278,45 +275,36 @@ class Client:
         self, files: Sequence[str | Path], replace: bool = False, background: bool = False
     ) -> WriteResponse | JobStatus:
         """Upload files (PDF, HTML, DOCX, Markdown, text); with `background`, a job to follow with `job()`."""
-        answer: WriteResponse | JobStatus = self._send(self.calls.upload(files, replace, background))
-        return answer
+        return self._send(self.calls.upload(files, replace, background))
 
     def jobs(self) -> JobList:
-        answer: JobList = self._send(self.calls.jobs())
-        return answer
+        return self._send(self.calls.jobs())
 
     def job(self, job_id: str) -> JobStatus:
-        answer: JobStatus = self._send(self.calls.job(job_id))
-        return answer
+        return self._send(self.calls.job(job_id))
 
     def health(self) -> Health:
-        answer: Health = self._send(self.calls.health())
-        return answer
+        return self._send(self.calls.health())
 
     def collections(self) -> CollectionList:
-        answer: CollectionList = self._send(self.calls.collections())
-        return answer
+        return self._send(self.calls.collections())
 
     def describe(self, name: str) -> CollectionInfoOut:
-        answer: CollectionInfoOut = self._send(self.calls.describe(name))
-        return answer
+        return self._send(self.calls.describe(name))
 
     def create_collection(
         self, name: str, public: bool = False, passage_tokens: int | None = None
     ) -> CollectionInfoOut:
-        answer: CollectionInfoOut = self._send(self.calls.create_collection(name, public, passage_tokens))
-        return answer
+        return self._send(self.calls.create_collection(name, public, passage_tokens))
 
     def delete_collection(self, name: str) -> None:
         self._send(self.calls.delete_collection(name))
 
     def create_key(self, collections: Sequence[str], scopes: Sequence[str], label: str = "") -> KeyCreated:
-        answer: KeyCreated = self._send(self.calls.create_key(collections, scopes, label))
-        return answer
+        return self._send(self.calls.create_key(collections, scopes, label))
 
     def keys(self) -> KeyList:
-        answer: KeyList = self._send(self.calls.keys())
-        return answer
+        return self._send(self.calls.keys())
 
     def revoke_key(self, key_id: str) -> None:
         self._send(self.calls.revoke_key(key_id))
@@ -342,7 +330,7 @@ class AsyncClient:
     def collection(self, name: str) -> AsyncClient:
         return AsyncClient(_http=self.http, _prefix=f"/collections/{_id(name)}")
 
-    async def _send(self, request: Request) -> Any:
+    async def _send(self, request: Request[M]) -> M:
         response = await self.http.request(
             request.method,
             request.path,
@@ -351,7 +339,7 @@ class AsyncClient:
             files=request.files,
             content=request.content,
         )
-        return _answer(response, request.model)
+        return cast(M, _answer(response, request.model))
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -365,16 +353,13 @@ class AsyncClient:
         await self.aclose()
 
     async def search(self, q: str, k: int = 5, mode: str = "hybrid", **filters: Any) -> SearchResponse:
-        answer: SearchResponse = await self._send(self.calls.search(q, k, mode, **filters))
-        return answer
+        return await self._send(self.calls.search(q, k, mode, **filters))
 
     async def documents(self) -> DocumentList:
-        answer: DocumentList = await self._send(self.calls.documents())
-        return answer
+        return await self._send(self.calls.documents())
 
     async def document(self, doc_id: str) -> DocumentDetail:
-        answer: DocumentDetail = await self._send(self.calls.document(doc_id))
-        return answer
+        return await self._send(self.calls.document(doc_id))
 
     async def add(
         self, text: str, doc_id: str | None = None, title: str | None = None, metadata: Mapping[str, Any] | None = None
@@ -382,26 +367,49 @@ class AsyncClient:
         return await self.add_many([_document(text, doc_id, title, metadata)])
 
     async def add_many(self, documents: Sequence[Mapping[str, Any]]) -> WriteResponse:
-        answer: WriteResponse = await self._send(self.calls.add(documents))
-        return answer
+        return await self._send(self.calls.add(documents))
 
     async def put(
         self, doc_id: str, text: str, title: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> WriteResponse:
-        answer: WriteResponse = await self._send(self.calls.put(doc_id, text, title, metadata))
-        return answer
+        return await self._send(self.calls.put(doc_id, text, title, metadata))
 
     async def delete(self, doc_id: str) -> None:
         await self._send(self.calls.delete(doc_id))
 
     async def jobs(self) -> JobList:
-        answer: JobList = await self._send(self.calls.jobs())
-        return answer
+        return await self._send(self.calls.jobs())
 
     async def job(self, job_id: str) -> JobStatus:
-        answer: JobStatus = await self._send(self.calls.job(job_id))
-        return answer
+        return await self._send(self.calls.job(job_id))
 
     async def health(self) -> Health:
-        answer: Health = await self._send(self.calls.health())
-        return answer
+        return await self._send(self.calls.health())
+
+    async def upload(
+        self, files: Sequence[str | Path], replace: bool = False, background: bool = False
+    ) -> WriteResponse | JobStatus:
+        return await self._send(self.calls.upload(files, replace, background))
+
+    async def collections(self) -> CollectionList:
+        return await self._send(self.calls.collections())
+
+    async def describe(self, name: str) -> CollectionInfoOut:
+        return await self._send(self.calls.describe(name))
+
+    async def create_collection(
+        self, name: str, public: bool = False, passage_tokens: int | None = None
+    ) -> CollectionInfoOut:
+        return await self._send(self.calls.create_collection(name, public, passage_tokens))
+
+    async def delete_collection(self, name: str) -> None:
+        await self._send(self.calls.delete_collection(name))
+
+    async def create_key(self, collections: Sequence[str], scopes: Sequence[str], label: str = "") -> KeyCreated:
+        return await self._send(self.calls.create_key(collections, scopes, label))
+
+    async def keys(self) -> KeyList:
+        return await self._send(self.calls.keys())
+
+    async def revoke_key(self, key_id: str) -> None:
+        await self._send(self.calls.revoke_key(key_id))

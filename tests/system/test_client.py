@@ -95,6 +95,20 @@ def test_every_call_and_every_refusal_against_a_real_server(seed_index: Path, tm
                 with pytest.raises(citeline.NotFound):
                     await client.document("async")
                 assert (await client.health()).status == "ok" and (await client.jobs()).jobs
+                made = await client.create_collection("async-wire", public=True)
+                assert made.public and (await client.describe("async-wire")).documents == 0
+                key = await client.create_key(["async-wire"], ["write"])
+                assert [k.id for k in (await client.keys()).keys] == [key.id]
+                async with citeline.AsyncClient(url, api_key=key.key) as scoped:
+                    wire = scoped.collection("async-wire")
+                    await wire.put("a", "Written to a named collection from asyncio.")
+                    assert (await wire.search("named collection asyncio")).results[0].citation.doc_id == "a"
+                await client.revoke_key(key.id)
+                await client.delete_collection("async-wire")
+                assert [c.name for c in (await client.collections()).collections] == ["default"]
+                note = tmp_path / "async.txt"
+                note.write_text("Uploaded from asyncio.", encoding="utf-8")
+                assert (await client.upload([note])).documents[0].doc_id == "async"  # type: ignore[union-attr]
 
         asyncio.run(asynchronously())
 
