@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     mcp = commands.add_parser(
         "mcp",
         help="serve the index to an agent over the Model Context Protocol (stdio)",
-        description="Run an MCP server on stdin/stdout with the tools `search` and `get_document`, for a desktop "
-        "agent: configure the agent to start `citeline mcp --index DIR`. Logs go to stderr.",
+        description="Run an MCP server on stdin/stdout with the tools `search` and `get_document` and the "
+        "documents as resources, for a desktop agent: configure the agent to start `citeline mcp --index DIR`. "
+        "Logs go to stderr. (`citeline serve` also serves MCP over HTTP at /mcp, with the REST API's keys.)",
     )
     add_common(mcp)
 
@@ -473,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from service.engine import Engine
             from service.mcp import run_stdio
 
-            run_stdio(Engine.load(settings))
+            run_stdio(Engine.load(settings), args.collection or "default")
             return 0
         if args.command == "reindex":
             return _run_reindex(args, settings)

@@ -78,3 +78,5 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     handler.addFilter(RequestIdFilter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
+    # The MCP SDK logs every stateless request's session start and end at INFO; our access line says enough.
+    logging.getLogger("mcp.server.streamable_http").setLevel(logging.WARNING)

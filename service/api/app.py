@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from service.api.dependencies import collection_name, known_query_only
 from service.api.errors import add_error_handlers
 from service.api.limits import BodySizeLimit, RequestTimeout
+from service.api.mcp import mount_mcp
 from service.api.observability import Metrics, RequestObserver
 from service.api.routes import collections, documents, health, jobs, keys, pages, reindex, search, transfer, uploads
 from service.api.schemas import BAD_BODY, BAD_INPUT, LACKS_SCOPE, TOO_LARGE, UNKNOWN_COLLECTION
@@ -97,7 +98,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         folders = FolderWatch(settings.watch_list(), served.get(DEFAULT).jobs, settings.file_limits())
         if settings.watch_list():
             folders.start()
-        yield
+        async with app.state.mcp.session_manager.run():
+            yield
         if settings.watch_list():
             folders.stop()
         await asyncio.to_thread(served.close)
@@ -142,6 +144,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             dependencies=[Depends(collection_name), *strict],
             responses={403: LACKS_SCOPE, 404: UNKNOWN_COLLECTION},
         )
+    app.state.mcp = mount_mcp(app, settings)
     app.include_router(pages.router)
     app.include_router(pages.router, prefix="/c/{name}", dependencies=[Depends(collection_name)])
     app.mount("/static", pages.static_files(), name="static")

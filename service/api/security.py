@@ -97,7 +97,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _refuse(caller: Caller, scope: str, collection: str) -> HTTPException:
+def refusal(caller: Caller, scope: str, collection: str) -> HTTPException:
     if caller.id == "unknown":
         return _unauthorized("the bearer key sent matches no key of this server (revoked, or mistyped)")
     if not caller.known:
@@ -117,7 +117,7 @@ async def require_read_key(request: Request, credentials: Credentials) -> None:
         return
     caller = caller_of(request, credentials)
     if not caller.may(live.name, READ):
-        raise _refuse(caller, READ, live.name)
+        raise refusal(caller, READ, live.name)
 
 
 async def require_write_key(request: Request, credentials: Credentials) -> None:
@@ -133,7 +133,7 @@ async def require_write_key(request: Request, credentials: Credentials) -> None:
             detail="writes are off: start the server with CITELINE_API_KEY=<key> (or CITELINE_ADMIN_KEY to create "
             "scoped keys) and send 'Authorization: Bearer <key>'",
         )
-    raise _refuse(caller, WRITE, live.name)
+    raise refusal(caller, WRITE, live.name)
 
 
 async def require_admin_key(request: Request, credentials: Credentials) -> None:
