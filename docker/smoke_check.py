@@ -78,6 +78,7 @@ def call(method: str, url: str, key: str | None = None, body: Any = None) -> tup
         request.add_header("Content-Type", "application/json")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Accept", "application/json, text/event-stream")  # /mcp asks for both
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             raw = response.read()
@@ -113,7 +114,15 @@ def check_collection(base: str, admin: str) -> str:
     status, answer = call("GET", f"{base}/search?{question}&doc_id=ledger")
     if status != 200 or answer["results"]:
         raise CheckFailed(f"the default collection shows the private collection's document: {answer}")
-    return "collection: private, written and searched with a scoped key, 401 without"
+    tool = {"name": "search", "arguments": {"question": "how many barrels of tar", "collection": "smoke"}}
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": tool}
+    status, answer = call("POST", f"{base}/mcp", scoped, message)
+    if status != 200 or answer["result"]["structuredContent"]["results"][0]["citation"]["doc_id"] != "ledger":
+        raise CheckFailed(f"MCP search with the scoped key: {status} {answer}")
+    status, answer = call("POST", f"{base}/mcp", None, message)
+    if status != 200 or not answer["result"]["isError"]:
+        raise CheckFailed(f"MCP search of a private collection without a key: {status} {answer}")
+    return "collection: private, written and searched with a scoped key (REST and MCP), refused without"
 
 
 def main(argv: list[str]) -> int:
