@@ -10,6 +10,7 @@ the REST API does (service/api/mcp.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -138,7 +139,13 @@ class CitelineMCP(MCPServer[Any]):
     (the SDK's own list holds only fixed resources)."""
 
     def __init__(self, scope: Scope) -> None:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
         super().__init__(name="citeline", instructions=INSTRUCTIONS)
+        # The SDK sets up the process's root logging when none is (a handler of its own on stderr): that is
+        # the application's call (service/logs.py), not a library's.
+        root.handlers[:] = handlers
+        root.setLevel(level)
         self.scope = scope
 
     async def _handle_list_resources(

@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         folders = FolderWatch(settings.watch_list(), served.get(DEFAULT).jobs, settings.file_limits())
         if settings.watch_list():
             folders.start()
-        async with app.state.mcp.session_manager.run():
+        async with app.state.mcp.running():
             yield
         if settings.watch_list():
             folders.stop()

@@ -8,17 +8,23 @@ open, a private one needs a key with `read` scope on it. Nothing is kept between
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from mcp.server.mcpserver import Context
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from service.api.security import identify, refusal
 from service.collections import DEFAULT, Collections, UnknownCollectionError
 from service.engine import Engine
 from service.keys import READ
-from service.mcp import CitelineMCP, ScopeError, build_server
+from service.mcp import ScopeError, build_server
 from service.settings import Settings
 
 PATH = "/mcp"
@@ -68,29 +74,54 @@ class ServedCollections:
         ]
 
 
-def mount_mcp(app: FastAPI, settings: Settings) -> CitelineMCP:
-    """Add `/mcp` to `app`; the returned server's `session_manager.run()` must be entered in the lifespan."""
-    server = build_server(ServedCollections(app))
-    # The SDK's guard against DNS rebinding, as it sets it for a server bound to loopback; a server bound to
-    # another address is reached by names this process cannot know.
-    loopback = settings.host in ("127.0.0.1", "localhost", "::1")
-    security = (
-        TransportSecuritySettings(
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+class MCPEndpoint:
+    """The ASGI endpoint of `/mcp`. The SDK's session manager runs once per instance and an app may be started
+    more than once (tests do), so each start makes a fresh one (`running`)."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self.server = build_server(ServedCollections(app))
+        # The SDK's guard against DNS rebinding, as it sets it for a server bound to loopback; a server bound
+        # to another address is reached by names this process cannot know.
+        loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+        self.security = (
+            TransportSecuritySettings(
+                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+                allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+            )
+            if loopback
+            else TransportSecuritySettings(enable_dns_rebinding_protection=False)
         )
-        if loopback
-        else TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    )
-    mcp_app = server.streamable_http_app(
-        streamable_http_path=PATH,
-        stateless_http=True,
-        json_response=True,
-        transport_security=security,
-        max_request_body_size=settings.max_body_bytes,
-    )
-    (endpoint,) = [route for route in mcp_app.routes if isinstance(route, Route) and route.path == PATH]
+        self.max_body_bytes = settings.max_body_bytes
+        self.manager: StreamableHTTPSessionManager | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        manager = StreamableHTTPSessionManager(
+            app=self.server._lowlevel_server,  # what the SDK's own streamable_http_app() hands it
+            json_response=True,
+            stateless=True,
+            security_settings=self.security,
+            max_request_body_size=self.max_body_bytes,
+        )
+        async with manager.run():
+            self.manager = manager
+            try:
+                yield
+            finally:
+                self.manager = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.manager is None:
+            response = JSONResponse({"detail": "the server is starting: retry shortly"}, status_code=503)
+            await response(scope, receive, send)
+            return
+        await self.manager.handle_request(scope, receive, send)
+
+
+def mount_mcp(app: FastAPI, settings: Settings) -> MCPEndpoint:
+    """Add `/mcp` to `app`; the returned endpoint's `running()` must be entered in the app's lifespan."""
+    endpoint = MCPEndpoint(app, settings)
     # POST only (GET and DELETE answer 405): stateless, there is no session to stream to or to end, and a GET
     # would hold an idle event stream open.
-    app.router.routes.append(Route(PATH, endpoint.endpoint, methods=["POST"], name="mcp"))
-    return server
+    app.router.routes.append(Route(PATH, endpoint, methods=["POST"], name="mcp"))
+    return endpoint

@@ -484,7 +484,10 @@ class CollectionIn(BaseModel):
         description="1-64 characters of lowercase ASCII letters, digits, '_' and '-'.",
         examples=["wire-archive"],
     )
-    public: bool = Field(default=False, description="Anyone may read it (search, documents) without a key.")
+    # strict: JSON has types, and 0 or "yes" is not a boolean
+    public: bool = Field(
+        default=False, strict=True, description="Anyone may read it (search, documents) without a key."
+    )
     passage_tokens: int | None = Field(
         default=None, ge=16, le=512, description="Target passage size in tokens (default: CITELINE_PASSAGE_TOKENS)."
     )
@@ -560,4 +563,6 @@ class ReindexIn(BaseModel):
         default=["ndcg@10", "recall@5"], min_length=1, description="The figures that may not drop."
     )
     threshold: float = Field(default=0.005, ge=0, le=1, description="The largest drop allowed in each.")
-    force: bool = Field(default=False, description="Switch even when a figure drops or there are no questions.")
+    force: bool = Field(
+        default=False, strict=True, description="Switch even when a figure drops or there are no questions."
+    )
