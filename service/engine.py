@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
+
 from indexer.build import prepare
 from indexer.collection import ConflictError, UnknownDocumentError
 from indexer.model.embedding import Embedder
@@ -49,6 +51,16 @@ class IndexState:
     @classmethod
     def of(cls, view: View, encode_query: QueryEncoder, analyzer: Analyzer) -> IndexState:
         return cls(view, Retriever(view, encode_query, analyzer), time.time())
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What a collection holds, as of one view."""
+
+    documents: int
+    passages: int  # live ones
+    dead_passages: int  # deleted or replaced, still in a segment until a merge
+    loaded_at: float  # when the view was made (a write, or catching up with another writer)
 
 
 @dataclass(frozen=True)
@@ -149,9 +161,11 @@ class Engine:
         mode: Mode,
         search_filter: SearchFilter | None = None,
         timings: dict[str, float] | None = None,
+        vector: np.ndarray | None = None,
     ) -> list[Hit]:
-        """`timings`, when given, receives the seconds spent in each stage of the search."""
-        return self._state.retriever.search(query, k, mode, search_filter=search_filter, timings=timings)
+        """`timings`, when given, receives the seconds spent in each stage of the search; `vector` is the
+        question's embedding when the caller has it (a shard: the router encoded it once for all)."""
+        return self._state.retriever.search(query, k, mode, vector=vector, search_filter=search_filter, timings=timings)
 
     def refresh(self) -> bool:
         """Take in what another process wrote to the store; True if the view changed.
@@ -328,3 +342,16 @@ class Engine:
     def document(self, doc_id: str) -> Document | None:
         """The indexed document with this id, None when there is none."""
         return self._state.view.document(doc_id)
+
+    def sizes(self) -> Sizes:
+        state = self._state
+        view = state.view
+        return Sizes(view.num_documents, view.live_passages, view.dead_passages, state.loaded_at)
+
+    def catalog(self) -> list[tuple[Document, int]]:
+        """Every live document with its number of passages, by id."""
+        view = self._state.view
+        return [(d, view.passage_count(d.doc_id)) for d in sorted(view.live_documents(), key=lambda d: d.doc_id)]
+
+    def passage_count(self, doc_id: str) -> int:
+        return self._state.view.passage_count(doc_id)

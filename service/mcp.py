@@ -172,11 +172,11 @@ def _resources(readable: list[tuple[str, Engine]], offset: int, limit: int) -> I
     skipped = 0
     given = 0
     for name, engine in sorted(readable, key=lambda pair: pair[0]):
-        documents = engine.state.view.live_documents()
+        documents = [document for document, _ in engine.catalog()]
         if skipped + len(documents) <= offset:
             skipped += len(documents)
             continue
-        for document in sorted(documents, key=lambda d: d.doc_id)[max(0, offset - skipped) :]:
+        for document in documents[max(0, offset - skipped) :]:
             yield Resource(
                 uri=document_uri(name, document.doc_id),
                 name=document.doc_id,

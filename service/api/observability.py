@@ -76,13 +76,13 @@ class IndexCollector(Collector):
             ),
         }
         for name, engine in self._engines():
-            state = engine.state
+            sizes = engine.sizes()
             values = {
-                "documents": state.view.num_documents,
-                "passages": state.view.live_passages,
-                "chunks": state.view.live_passages,
-                "dead": state.view.dead_passages,
-                "written": state.loaded_at,
+                "documents": sizes.documents,
+                "passages": sizes.passages,
+                "chunks": sizes.passages,
+                "dead": sizes.dead_passages,
+                "written": sizes.loaded_at,
                 "ready": int(ready(engine)),
             }
             for key, family in families.items():

@@ -38,17 +38,17 @@ UNKNOWN = {"model": ErrorMessage, "description": "No collection has this name."}
 
 def collection_info(live: Live) -> CollectionInfoOut:
     engine = live.engine
-    state = engine.state
+    sizes = engine.sizes()
     return CollectionInfoOut(
         name=live.name,
         public=live.info.public,
         created=live.info.created,
-        documents=state.view.num_documents,
-        passages=state.view.live_passages,
+        documents=sizes.documents,
+        passages=sizes.passages,
         model=engine.embedder.info.name,
         passage_tokens=engine.store.settings.chunker.passage_tokens,
         vector_index=engine.segments.index,
-        last_write=state.loaded_at,
+        last_write=sizes.loaded_at,
     )
 
 

@@ -34,7 +34,7 @@ from service.api.schemas import (
     WrittenDocument,
 )
 from service.api.security import require_read_key, require_write_key
-from service.engine import Engine, IndexState, WriteResult
+from service.engine import Engine, WriteResult
 from service.settings import Settings
 
 router = APIRouter(tags=["documents"])
@@ -60,22 +60,20 @@ NewDocId = Annotated[
 ]
 
 
-def _summary(document: Document, state: IndexState) -> DocumentSummary:
+def _summary(document: Document, passages: int) -> DocumentSummary:
     return DocumentSummary(
         doc_id=document.doc_id,
         title=document.title,
         source=document.source,
         length=len(document.text),
-        passages=state.view.passage_count(document.doc_id),
+        passages=passages,
     )
 
 
 @reads.get("/documents", response_model=DocumentList, openapi_extra=OPTIONAL_KEY, summary="List indexed documents")
 def list_documents(engine: EngineDep) -> DocumentList:
     """Every document with its id, title, source, length and number of passages, by id."""
-    state = engine.state
-    documents = sorted(state.view.live_documents(), key=lambda d: d.doc_id)
-    return DocumentList(documents=[_summary(d, state) for d in documents])
+    return DocumentList(documents=[_summary(d, passages) for d, passages in engine.catalog()])
 
 
 # An original is the user's file, not our page: HTML from it must never run or render as ours.
@@ -98,7 +96,7 @@ _ORIGINAL_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Optio
 def get_source(doc_id: DocId, engine: EngineDep) -> Response:
     """The file a document's text was extracted from (PDF, HTML, DOCX), with its media type; for a text
     document, its text. A PDF citation's `page` opens it there: `/documents/{doc_id}/source#page=N`."""
-    document = engine.state.view.document(doc_id)
+    document = engine.document(doc_id)
     if document is None:
         raise UnknownDocumentError(doc_id)
     layout = document.layout
@@ -123,11 +121,11 @@ def get_source(doc_id: DocId, engine: EngineDep) -> Response:
 )
 def get_document(doc_id: DocId, engine: EngineDep) -> DocumentDetail:
     """The full original text: a result's citation is `text[start:end]`."""
-    state = engine.state
-    d = state.view.document(doc_id)
+    d = engine.document(doc_id)
     if d is None:
         raise UnknownDocumentError(doc_id)
-    return DocumentDetail(**_summary(d, state).model_dump(), text=d.text, metadata=d.metadata)
+    summary = _summary(d, engine.passage_count(doc_id))
+    return DocumentDetail(**summary.model_dump(), text=d.text, metadata=d.metadata)
 
 
 def _to_document(document: DocumentIn, settings: Settings, field: str, doc_id: str | None = None) -> Document:

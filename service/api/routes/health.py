@@ -18,11 +18,11 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=Health, summary="Service status")
 async def health(engine: EngineDep) -> Health:
     """`ok` once the index and the model are loaded: the process is alive (liveness)."""
-    view = engine.view
+    sizes = engine.sizes()
     return Health(
         status="ok",
-        documents=view.num_documents,
-        passages=view.live_passages,
+        documents=sizes.documents,
+        passages=sizes.passages,
         model=engine.embedder.info.name,
         snapshot=engine.version,
     )
@@ -37,11 +37,11 @@ async def health(engine: EngineDep) -> Health:
 def readiness(engine: EngineDep) -> Ready | JSONResponse:
     """200 when the index is loaded and up to date with the store; 503 (with why) when writes made by
     another process could not be taken in, so answers would be stale."""
-    view = engine.view
+    sizes = engine.sizes()
     if not ready(engine):
         detail = f"serving version {engine.version}, but {engine.not_ready_because()}"
         return JSONResponse(status_code=503, content=NotReady(status="not ready", detail=detail).model_dump())
-    return Ready(status="ready", snapshot=engine.version, documents=view.num_documents, passages=view.live_passages)
+    return Ready(status="ready", snapshot=engine.version, documents=sizes.documents, passages=sizes.passages)
 
 
 @router.get(
