@@ -7,7 +7,7 @@ INDEX  ?= index
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install index serve test lint bench bench-reindex bench-formats bench-quality bench-writes bench-scale scale-corpus crash clean browser \
+.PHONY: install install-ray test-ray bench-ray index serve test lint bench bench-reindex bench-formats bench-quality bench-writes bench-scale scale-corpus crash clean browser \
 	screenshot fuzz load
 
 install: $(STAMP)
@@ -32,6 +32,22 @@ lint: install
 
 test: install lint browser
 	$(BIN)/pytest
+
+# Scale-out on Ray (an optional extra): `citeline index --ray`. Its tests start Ray clusters on this host.
+RAY_STAMP := $(VENV)/.ray-installed
+install-ray: $(RAY_STAMP)
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,ray]'
+	touch $(RAY_STAMP)
+
+test-ray: $(RAY_STAMP)
+	$(BIN)/pytest -m ray tests/ray
+
+# Bulk indexing on Ray against the local indexer, and the scaling plan: writes bench/RAY.md. One collection over
+# shards against one store (quality on SQuAD, searches/s through Ray Serve at 1, 2, 4 shards): bench/SHARDS.md.
+bench-ray: $(RAY_STAMP)
+	$(BIN)/python -m bench.cluster $(RAY_ARGS)
+	$(BIN)/python -m bench.shards $(SHARDS_ARGS)
 
 # Quality, latency, indexing, write cost, scale and the txtai peer in one run: writes bench/REPORT.md and its plots.
 # SQuAD dev is read from ../shared/eval/squad-dev-v1.1 (CITELINE_BENCH_SQUAD overrides); it fails if missing.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,11 @@ from indexer.text.sentences import normalize_whitespace, sentence_spans
 logger = logging.getLogger(__name__)
 # Documents embedded and stored per transaction by a bulk index: a killed run keeps what it stored.
 BATCH_DOCUMENTS = 256
+
+
+# Cuts and embeds batches of documents, yielding each batch's records when done (in any order): `prepare`
+# batch after batch here, or a pool of encoders elsewhere (indexer/cluster.py: Ray).
+PrepareBatches = Callable[[Iterable[Sequence[Document]], ChunkerConfig, BM25Config], Iterator[list[DocumentRecord]]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,18 @@ def prepare(
     return records
 
 
+def prepare_here(embedder: Embedder) -> PrepareBatches:
+    """`prepare` in this process, one batch after another."""
+
+    def run(
+        batches: Iterable[Sequence[Document]], chunker: ChunkerConfig, bm25: BM25Config
+    ) -> Iterator[list[DocumentRecord]]:
+        for batch in batches:
+            yield prepare(batch, embedder, chunker, bm25)
+
+    return run
+
+
 def open_or_create(index_dir: Path, embedder: Embedder, chunker: ChunkerConfig, bm25: BM25Config) -> Store:
     """The store of `index_dir`, created empty when there is none (call under the writer lock)."""
     try:
@@ -138,6 +155,7 @@ def sync_index(
     keep_api_documents: bool = False,
     segments: SegmentPolicy | None = None,
     keep: Collection[str] = (),
+    prepare_batches: PrepareBatches | None = None,
 ) -> BuildReport:
     """Make the index hold exactly `documents`: embed new or changed ones, delete the rest.
 
@@ -149,7 +167,8 @@ def sync_index(
     Work is stored in batches of `BATCH_DOCUMENTS`, each durable on its own: a run that is interrupted
     and started again embeds only what it had not stored. A store built with another model or chunker
     is refused (`StoreError`): its vectors and passages would not match new ones. At the end, the new
-    vectors are sealed into a memory-mapped segment when `segments` says there are enough.
+    vectors are sealed into a memory-mapped segment when `segments` says there are enough. `prepare_batches`
+    does the cutting and embedding (default: here, with `embedder`); the store is written here either way.
     """
     started = time.perf_counter()
     chunker = chunker or ChunkerConfig(token_limit=embedder.token_limit)
@@ -191,14 +210,14 @@ def sync_index(
                 )
             embedded = 0
             progress = Progress(len(todo), enabled=show_progress)
+            batches = (todo[at : at + BATCH_DOCUMENTS] for at in range(0, len(todo), BATCH_DOCUMENTS))
+            run = prepare_batches or prepare_here(embedder)
             try:
-                for at in range(0, len(todo), BATCH_DOCUMENTS):
-                    batch = todo[at : at + BATCH_DOCUMENTS]
-                    records = prepare(batch, embedder, store.settings.chunker, store.settings.bm25)
+                for records in run(batches, store.settings.chunker, store.settings.bm25):
                     store.write(records)
                     passages = sum(len(r.passages) for r in records)
                     embedded += passages
-                    progress.update(len(batch), passages)
+                    progress.update(len(records), passages)
             finally:
                 progress.close()
             policy = segments or SegmentPolicy()

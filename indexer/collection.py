@@ -27,6 +27,10 @@ class ConflictError(CitelineError, ValueError):
             "Replace a document with PUT /documents/{doc_id}"
         )
 
+    def __reduce__(self) -> tuple[type[ConflictError], tuple[list[str]]]:
+        # Made again from its ids, not its message, when it crosses a process (a shard's answer on Ray).
+        return (type(self), (self.doc_ids,))
+
 
 class UnknownDocumentError(CitelineError, KeyError):
     """A document to delete or replace is not in the collection."""

@@ -70,11 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the BM25 index against the records (exit 1 naming the first problem)",
     )
     add_flags(index, ["passage_tokens", "overlap_sentences", "batch_size"])
+    add_flags(index, ["ray", "ray_actors", "ray_object_store_mb"], bare={"ray": "local"})
     index.add_argument("--quiet", action="store_true", help="no progress bars")
 
     serve = commands.add_parser("serve", help="serve the HTTP API (OpenAPI docs at /docs)")
     add_common(serve, collection=False)
     add_flags(serve, ["host", "port", "sources", "watch", "collections_dir"])
+    add_flags(serve, ["ray", "shards", "ray_object_store_mb"], bare={"ray": "local"})
 
     migrate = commands.add_parser(
         "migrate",
@@ -358,7 +360,7 @@ def _run_repair(settings: Settings) -> int:
 
 
 def _run_index(args: argparse.Namespace, settings: Settings) -> int:
-    from service.startup import index_sources, load_embedder
+    from service.startup import index_sources, load_embedder, ray_index
 
     if args.verify is not None:
         return _run_verify(args.verify)
@@ -366,9 +368,31 @@ def _run_index(args: argparse.Namespace, settings: Settings) -> int:
         print("citeline: index needs at least one SOURCE (or --verify DIR)", file=sys.stderr)
         return 2
 
+    settings = _with_sources(settings, args.sources)
+    if settings.ray:
+        # The model here only names the settings and counts tokens: the actors embed.
+        ray_index(settings, load_embedder(settings), show_progress=not args.quiet)
+        return 0
     embedder = load_embedder(settings, spin=True)  # nothing else runs: busy-waiting threads encode faster
-    index_sources(_with_sources(settings, args.sources), embedder, show_progress=not args.quiet)
+    index_sources(settings, embedder, show_progress=not args.quiet)
     return 0
+
+
+def _run_serve_on_ray(settings: Settings) -> int:
+    from dataclasses import replace
+
+    if settings.shards < 1:
+        raise ValueError("serve --ray needs --shards N (N >= 1): the stores the collection is split into")
+    if settings.watch_list():
+        raise ValueError("serve --ray does not watch folders (CITELINE_WATCH): index them with --sources")
+    from service.startup import need_ray
+
+    need_ray()
+    from indexer import cluster
+    from service.ray_serve import serve_sharded
+
+    settings = replace(settings, ray=settings.ray or cluster.LOCAL)
+    return serve_sharded(settings, lambda: cluster.connect(settings.ray, settings.ray_object_store_mb * 2**20))
 
 
 def _with_sources(settings: Settings, sources: Sequence[str]) -> Settings:
@@ -383,6 +407,8 @@ def _stopped_by(signum: int, frame: object) -> None:
 
 
 def _run_serve(settings: Settings) -> int:
+    if settings.ray or settings.shards:
+        return _run_serve_on_ray(settings)
     import uvicorn
 
     from service.api.app import create_app

@@ -59,6 +59,16 @@ class Settings:
         "", "Folder of ONNX exports shared by every index, tried before the index's own encoders/."
     )
     threads: int = _setting(0, "Encoder threads (onnxruntime intra-op, torch); 0 = the library's default.")
+    ray: str = _setting(
+        "",
+        "Ray cluster `citeline index` cuts and embeds on (the extra citeline[ray]): `local` starts one on this "
+        "machine, an address (host:6379, ray://host:10001, auto) joins one; empty: no Ray.",
+    )
+    ray_actors: int = _setting(0, "Encoder actors on the Ray cluster; 0 = the cluster's CPUs / `threads` (1 if 0).")
+    ray_object_store_mb: int = _setting(1024, "Object store of a Ray that `--ray local` starts, in MiB.")
+    shards: int = _setting(
+        0, "Shards `serve --ray` splits the collection into, each a store served by a Ray Serve deployment; 0: no Ray."
+    )
     reload_seconds: float = _setting(
         2.0, "How often `serve` takes in writes made by another process, e.g. `citeline index` (0: never)."
     )
@@ -180,21 +190,25 @@ def parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def add_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+def add_flags(parser: argparse.ArgumentParser, names: Sequence[str], bare: dict[str, str] | None = None) -> None:
     """One flag per setting in `names` (`--passage-tokens` for `passage_tokens`), its type, choices and help taken
-    from `Settings`: a setting's name, default and help are written once, here."""
+    from `Settings`: a setting's name, default and help are written once, here. A flag named in `bare` may be
+    given without a value, meaning the value `bare` maps it to (`--ray` for `--ray local`)."""
     by_name = {f.name: f for f in fields(Settings)}
+    bare = bare or {}
     for name in names:
         setting = by_name[name]
         default = setting.default
         kind: Any = Path if isinstance(default, Path) else parse_bool if isinstance(default, bool) else type(default)
         shown = f"default {default}" if default not in ("", None) else "no default"
+        optional: dict[str, Any] = {"nargs": "?", "const": bare[name]} if name in bare else {}
         parser.add_argument(
             "--" + name.replace("_", "-"),
             type=kind,
             choices=setting.metadata["choices"] or None,
             metavar=None if setting.metadata["choices"] else name.upper(),
             help=f"{setting.metadata['help'].rstrip('.')} ({ENV_PREFIX}{name.upper()}, {shown})",
+            **optional,
         )
         for old in (o for o, new in DEPRECATED.items() if new == name):  # old spelling, still accepted, unlisted
             parser.add_argument("--" + old.replace("_", "-"), dest=name, type=kind, help=argparse.SUPPRESS)

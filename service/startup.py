@@ -4,9 +4,11 @@ empty index to write into), and the checks that they belong together."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
-from indexer.build import open_or_create, sync_index
+from indexer.build import PrepareBatches, open_or_create, sync_index
 from indexer.model.embedding import Embedder, ModelInfo
 from indexer.model.encoders import index_encoder_cache
 from indexer.store.migrate import migrate_if_needed
@@ -53,6 +55,12 @@ def load_embedder(settings: Settings, spin: bool = False) -> Embedder:
     )
 
 
+def actor_embedder(settings: Settings, threads: int) -> Embedder:
+    """The model as a Ray encoder actor loads it (indexer/cluster.py): `threads` threads, no busy-waiting (the
+    actors of a node share its cores)."""
+    return load_embedder(replace(settings, threads=threads))
+
+
 def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
     """Chunker settings for this model: the target size is capped by the model's token limit."""
     return ChunkerConfig(
@@ -74,10 +82,13 @@ def stored_originals(index: Path) -> dict[str, Document]:
         store.close()
 
 
-def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = True) -> None:
+def index_sources(
+    settings: Settings, embedder: Embedder, show_progress: bool = True, prepare_batches: PrepareBatches | None = None
+) -> None:
     """Bring the index up to date with `settings.sources` (only new or changed documents are embedded).
 
-    Documents written through the API are kept; documents of the sources replace the rest.
+    Documents written through the API are kept; documents of the sources replace the rest. `prepare_batches`:
+    where the cutting and embedding run (default: here; `ray_index` passes a Ray cluster's).
     """
     migrate_if_needed(settings.index)
     loaded = read_sources(
@@ -92,6 +103,7 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
         keep_api_documents=True,
         segments=segment_policy(settings),
         keep=[f.doc_id for f in loaded.failures if f.doc_id],
+        prepare_batches=prepare_batches,
     )
     logger.info(
         "indexed %d documents (%d passages, %d embedded, %d reused, %d removed) in %.1fs; %d files skipped",
@@ -103,6 +115,65 @@ def index_sources(settings: Settings, embedder: Embedder, show_progress: bool = 
         report.seconds,
         len(loaded.failures),
     )
+
+
+def index_shards(settings: Settings, embedder: Embedder, shards: int, show_progress: bool = True) -> list[Path]:
+    """`index_sources` for an index split into `shards` stores (service/shards.py): the sources read once,
+    each document indexed into the store of the shard that owns it. Returns the shards' directories."""
+    from service.shards import partition, shard_dirs
+
+    folders = shard_dirs(settings.index, shards)
+    for folder in folders:
+        if not is_store(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            with writer_lock(folder):
+                open_or_create(folder, embedder, chunker_config(settings, embedder), BM25Config()).close()
+    if not settings.source_list():
+        return folders
+    originals = {source: d for folder in folders for source, d in stored_originals(folder).items()}
+    loaded = read_sources(settings.source_list(), settings.file_limits(), originals, show_progress)
+    failed = [f.doc_id for f in loaded.failures if f.doc_id]
+    for folder, owned in zip(folders, partition(loaded.documents, shards), strict=True):
+        sync_index(
+            owned,
+            folder,
+            embedder,
+            chunker_config(settings, embedder),
+            show_progress=show_progress,
+            keep_api_documents=True,
+            segments=segment_policy(settings),
+            keep=failed,
+        )
+    return folders
+
+
+def need_ray() -> None:
+    """ValueError, saying how to install it, when the optional Ray extra is missing."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as error:
+        raise ValueError(
+            f"--ray needs the Ray extra ({error}): pip install 'citeline[ray]' (or make install-ray)"
+        ) from None
+
+
+def ray_index(settings: Settings, embedder: Embedder, show_progress: bool = True) -> None:
+    """`index_sources` with the cutting and embedding on the Ray cluster `settings.ray` (one started here for
+    `local`, and stopped after)."""
+    need_ray()
+    import ray
+
+    from indexer import cluster
+
+    started = not ray.is_initialized()
+    cluster.connect(settings.ray, settings.ray_object_store_mb * 2**20)
+    try:
+        plan = cluster.plan(settings.ray_actors, settings.threads)
+        prepare_batches = cluster.ray_prepare(partial(actor_embedder, settings), plan)
+        index_sources(settings, embedder, show_progress, prepare_batches)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def prepare_index(settings: Settings, embedder: Embedder | None = None) -> Embedder | None:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from service.api.dependencies import collection_name, known_query_only
 from service.api.errors import add_error_handlers
@@ -23,6 +23,7 @@ from service.collections import DEFAULT, Collections
 from service.engine import Engine
 from service.keys import KEYS_FILE, KeyStore
 from service.settings import Settings
+from service.shards import ShardedEngine
 from service.startup import prepare_index
 from service.watch import FolderWatch
 
@@ -79,8 +80,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         default = engine or Engine.load(settings, embedder=prepare_index(settings))
-        view = default.view
-        logger.info("serving %d documents, %d passages from %s", view.num_documents, view.live_passages, settings.index)
+        sizes = default.sizes()
+        logger.info("serving %d documents, %d passages from %s", sizes.documents, sizes.passages, settings.index)
         # An app handed an engine (tests, embedding) keeps its collections beside that engine's index.
         where = settings if settings.collections_dir or engine is None else replace(settings, index=default.index_dir)
         metrics: Metrics = app.state.metrics
@@ -131,13 +132,25 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     add_error_handlers(app)
     strict = [Depends(known_query_only)]
     # uploads before documents: the same path and method, told apart by the body (routes/uploads.py).
-    per_collection = (search.router, uploads.router, documents.router, jobs.router, transfer.router, reindex.router)
+    per_collection: tuple[APIRouter, ...] = (
+        search.router,
+        uploads.router,
+        documents.router,
+        jobs.router,
+        transfer.router,
+        reindex.router,
+    )
+    sharded = isinstance(engine, ShardedEngine)
+    if sharded:
+        # One collection split over shards (service/shards.py): searches, documents and their JSON writes;
+        # what works on one store as a whole (uploads' jobs, export, reindex, named collections) is not offered.
+        per_collection = (search.router, documents.router)
     for router in per_collection:
         app.include_router(router, dependencies=strict)
     app.include_router(health.router, dependencies=strict, responses={422: BAD_INPUT})
-    for router in (collections.router, keys.router):
+    for router in (keys.router,) if sharded else (collections.router, keys.router):
         app.include_router(router, dependencies=strict, responses={400: BAD_BODY, 413: TOO_LARGE, 422: BAD_INPUT})
-    for router in per_collection:  # the same routes for a named collection
+    for router in () if sharded else per_collection:  # the same routes for a named collection
         app.include_router(
             router,
             prefix="/collections/{name}",

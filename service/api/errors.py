@@ -28,6 +28,7 @@ from service.collections import (
     UnknownCollectionError,
 )
 from service.reindex import ReindexError
+from service.shards import ShardUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ STATUS: tuple[tuple[type[CitelineError], int], ...] = (
     (CollectionStorageError, 503),
     (ReindexError, 409),  # not now: no questions to judge by, no previous index to roll back to
     (SourceError, 422),  # a document that breaks a rule (its id, its text)
+    (ShardUnavailableError, 503),  # a shard's process or node is gone until Ray restarts it
     (WriteQueueFullError, 503),  # busy: try again shortly
     (WriteTimeoutError, 503),
     (StoreError, 503),  # the index cannot be written or read now (read-only, busy, damaged)
