@@ -5,8 +5,8 @@ SQuAD dev (../shared/eval/squad-dev-v1.1: 2,067 paragraphs, a sample of its ques
 records are written into one store and into 1, 2 and 4 shard stores (documents placed by their id's hash).
 
 - Quality: nDCG@10 and recall@10 of the sample, per mode, one store against 2 and 4 shards searched through
-  `ShardedEngine` in this process (the merge the Ray router runs): dense must be equal; BM25 and hybrid
-  differ by the shards' own term statistics and normalisation, and the table says by how much.
+  `ShardedEngine` in this process (what the Ray router runs): dense must be equal; BM25 and hybrid use the
+  collection's statistics and scales, and the table says how far what stays each shard's own moves them.
 - Serving: `citeline serve` over the one store against `citeline serve --ray --shards N` (Ray Serve on this
   machine) for N = 1, 2, 4: searches per second and latency from 4 concurrent keep-alive clients, the same
   questions in the same order, one server at a time.
@@ -158,16 +158,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *table,
         "",
-        "Dense scores are the passage's own, so dense results equal one store's. BM25's statistics (IDF, average "
-        "length) and the hybrid normalisation are each shard's own: the differences above are what that costs.",
+        "Dense scores are the passage's own, so dense results equal one store's. For BM25 and hybrid the router "
+        "first sums the shards' BM25 statistics for the question's terms, then gathers their candidates' scores to "
+        "find the collection's candidate sets and scales, so each shard scores and fuses as one store would; what "
+        "stays each shard's own (the second stage over its best 30, folding copies, the share of shared sentences "
+        "in a document's BM25 length) is the difference above.",
         "",
         f"## Serving on this machine ({os.cpu_count()} cores): {args.requests} searches per server, 4 clients",
         "",
         *speed,
         "",
         "On one host the shards share its cores, so more shards cannot be faster here: the table shows what the "
-        "router's fan-out and Ray Serve's proxy and handles cost. The gain of shards is capacity (each holds a "
-        "part of the collection in its own memory) and throughput across machines.",
+        "router's fan-out and Ray Serve's proxy and handles cost (a hybrid search is three rounds to every shard: "
+        "statistics, candidates, search). The gain of shards is capacity (each holds a part of the collection in "
+        "its own memory) and throughput across machines.",
     ]
     args.report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     logger.info("wrote %s", args.report)

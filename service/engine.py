@@ -25,7 +25,16 @@ from service.admission import WriteAdmission
 from service.background import at_low_priority
 from service.search.batching import BatchingEncoder
 from service.search.filters import SearchFilter
-from service.search.retrieval import Hit, Mode, QueryEncoder, RetrievalConfig, Retriever
+from service.search.retrieval import (
+    Bounds,
+    Candidates,
+    Hit,
+    Mode,
+    QueryEncoder,
+    RetrievalConfig,
+    Retriever,
+    Statistics,
+)
 from service.settings import Settings
 from service.startup import check_model, load_embedder, segment_policy
 
@@ -162,10 +171,32 @@ class Engine:
         search_filter: SearchFilter | None = None,
         timings: dict[str, float] | None = None,
         vector: np.ndarray | None = None,
+        statistics: Statistics | None = None,
+        bounds: Bounds | None = None,
     ) -> list[Hit]:
         """`timings`, when given, receives the seconds spent in each stage of the search; `vector` is the
-        question's embedding when the caller has it (a shard: the router encoded it once for all)."""
-        return self._state.retriever.search(query, k, mode, vector=vector, search_filter=search_filter, timings=timings)
+        question's embedding when the caller has it, `statistics` and `bounds` the collection's when this
+        engine serves a shard of it (service/shards.py: the router has them)."""
+        return self._state.retriever.search(
+            query,
+            k,
+            mode,
+            vector=vector,
+            search_filter=search_filter,
+            timings=timings,
+            statistics=statistics,
+            bounds=bounds,
+        )
+
+    def statistics(self, query: str) -> Statistics:
+        """This store's BM25 statistics for the question's terms."""
+        return self._state.retriever.statistics(query)
+
+    def candidates(
+        self, query: str, k: int, vector: np.ndarray, search_filter: SearchFilter | None, statistics: Statistics
+    ) -> Candidates:
+        """A hybrid search's candidates, as numbers."""
+        return self._state.retriever.candidates(query, k, vector, search_filter, statistics)
 
     def refresh(self) -> bool:
         """Take in what another process wrote to the store; True if the view changed.

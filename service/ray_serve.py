@@ -37,7 +37,7 @@ from indexer.text.documents import Document
 from service.engine import Engine, Sizes, WriteResult
 from service.logs import configure_logging
 from service.search.filters import SearchFilter
-from service.search.retrieval import Hit, Mode
+from service.search.retrieval import Bounds, Candidates, Hit, Mode, Statistics
 from service.settings import Settings
 from service.shards import LocalShard, ShardedEngine, ShardUnavailableError
 from service.startup import index_shards, load_embedder
@@ -79,9 +79,24 @@ class ShardServer:
             ).start()
 
     def search(
-        self, query: str, vector: np.ndarray | None, k: int, mode: Mode, search_filter: SearchFilter | None
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        mode: Mode,
+        search_filter: SearchFilter | None,
+        statistics: Statistics | None = None,
+        bounds: Bounds | None = None,
     ) -> list[Hit]:
-        return self.shard.search(query, vector, k, mode, search_filter)
+        return self.shard.search(query, vector, k, mode, search_filter, statistics, bounds)
+
+    def statistics(self, query: str) -> Statistics:
+        return self.shard.statistics(query)
+
+    def candidates(
+        self, query: str, k: int, vector: np.ndarray, search_filter: SearchFilter | None, statistics: Statistics
+    ) -> Candidates:
+        return self.shard.candidates(query, k, vector, search_filter, statistics)
 
     def where(self) -> tuple[str, int]:
         """The Ray node and the process this shard runs in (operations, the node-loss test)."""
@@ -140,9 +155,26 @@ class RayShard:
             raise ShardUnavailableError(self.number, type(error).__name__) from error
 
     def search(
-        self, query: str, vector: np.ndarray | None, k: int, mode: Mode, search_filter: SearchFilter | None
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        mode: Mode,
+        search_filter: SearchFilter | None,
+        statistics: Statistics | None = None,
+        bounds: Bounds | None = None,
     ) -> list[Hit]:
-        result: list[Hit] = self._call("search", query, vector, k, mode, search_filter)
+        result: list[Hit] = self._call("search", query, vector, k, mode, search_filter, statistics, bounds)
+        return result
+
+    def statistics(self, query: str) -> Statistics:
+        result: Statistics = self._call("statistics", query)
+        return result
+
+    def candidates(
+        self, query: str, k: int, vector: np.ndarray, search_filter: SearchFilter | None, statistics: Statistics
+    ) -> Candidates:
+        result: Candidates = self._call("candidates", query, k, vector, search_filter, statistics)
         return result
 
     def document(self, doc_id: str) -> Document | None:

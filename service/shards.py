@@ -7,18 +7,22 @@ goes to the shard that owns the document. The shards are reached through `Shard`
 (`LocalShard`, tests) or as Ray Serve deployments (service/ray_serve.py), where this module needs no Ray.
 
 Dense scores are the passage's own (a cosine, plus its document's dense evidence, which lives in the same
-shard), so dense results equal a single store's. BM25 statistics (IDF, average length) and the hybrid
-fusion's normalisation are each shard's own, so BM25 and hybrid results can differ from a single store's:
-README, "Scaling out with Ray", gives the measured difference.
+shard), so dense results equal a single store's in one round. BM25 needs the collection's statistics (idf,
+mean lengths): the router sums the shards' for the question's terms first. Hybrid fusion normalises scores
+over the collection's candidates: the router gathers the shards' candidate scores (numbers only), finds the
+collection's candidate sets and scales (`Bounds`), and each shard fuses by them. What stays each shard's
+own (the second stage over its best 30, folding copies across documents) is measured in bench/SHARDS.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import reduce
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -29,7 +33,7 @@ from indexer.model.embedding import Embedder
 from indexer.text.documents import Document
 from service.engine import Engine, Sizes, WriteResult
 from service.search.filters import SearchFilter
-from service.search.retrieval import Hit, Mode
+from service.search.retrieval import Bounds, Candidates, Hit, Mode, RetrievalConfig, Statistics
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,8 +96,21 @@ class Shard(Protocol):
     """What the router asks of one shard (each call may cross a process or a machine)."""
 
     def search(
-        self, query: str, vector: np.ndarray | None, k: int, mode: Mode, search_filter: SearchFilter | None
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        mode: Mode,
+        search_filter: SearchFilter | None,
+        statistics: Statistics | None = None,
+        bounds: Bounds | None = None,
     ) -> list[Hit]: ...
+
+    def statistics(self, query: str) -> Statistics: ...
+
+    def candidates(
+        self, query: str, k: int, vector: np.ndarray, search_filter: SearchFilter | None, statistics: Statistics
+    ) -> Candidates: ...
 
     def document(self, doc_id: str) -> Document | None: ...
 
@@ -123,9 +140,24 @@ class LocalShard:
         self.engine = engine
 
     def search(
-        self, query: str, vector: np.ndarray | None, k: int, mode: Mode, search_filter: SearchFilter | None
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        k: int,
+        mode: Mode,
+        search_filter: SearchFilter | None,
+        statistics: Statistics | None = None,
+        bounds: Bounds | None = None,
     ) -> list[Hit]:
-        return self.engine.search(query, k, mode, search_filter, vector=vector)
+        return self.engine.search(query, k, mode, search_filter, vector=vector, statistics=statistics, bounds=bounds)
+
+    def statistics(self, query: str) -> Statistics:
+        return self.engine.statistics(query)
+
+    def candidates(
+        self, query: str, k: int, vector: np.ndarray, search_filter: SearchFilter | None, statistics: Statistics
+    ) -> Candidates:
+        return self.engine.candidates(query, k, vector, search_filter, statistics)
 
     def document(self, doc_id: str) -> Document | None:
         return self.engine.document(doc_id)
@@ -193,10 +225,24 @@ class ShardedEngine(Engine):
         search_filter: SearchFilter | None = None,
         timings: dict[str, float] | None = None,
         vector: np.ndarray | None = None,
+        statistics: Statistics | None = None,
+        bounds: Bounds | None = None,
     ) -> list[Hit]:
+        """The merged best `k` of the shards (`statistics` and `bounds` are found here, never given)."""
         if vector is None and mode != Mode.bm25:
             vector = self.embedder.encode_query(query)
-        return merge_hits(self._each(lambda shard: shard.search(query, vector, k, mode, search_filter)), k)
+        if mode == Mode.dense:  # a passage's dense score is its own: nothing to agree on first
+            return merge_hits(self._each(lambda shard: shard.search(query, vector, k, mode, search_filter)), k)
+        # BM25 as one store would score it: the collection's statistics for the question's terms.
+        statistics = reduce(operator.add, self._each(lambda shard: shard.statistics(query)))
+        bounds = None
+        if mode == Mode.hybrid and vector is not None:
+            # The collection's candidate sets and score scales, so each shard fuses as one store would.
+            found = self._each(lambda shard: shard.candidates(query, k, vector, search_filter, statistics))
+            depth = min(statistics.live_passages, max(RetrievalConfig().min_candidates, 4 * k))
+            bounds = Bounds.of(found, max(depth, 1))
+        answers = self._each(lambda shard: shard.search(query, vector, k, mode, search_filter, statistics, bounds))
+        return merge_hits(answers, k)
 
     def document(self, doc_id: str) -> Document | None:
         return self._owner(doc_id, lambda shard: shard.document(doc_id))

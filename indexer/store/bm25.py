@@ -139,12 +139,27 @@ class BM25Searcher:
         return self._idf("doc_terms", terms, self.num_documents) if self.has_documents else None
 
     def _idf(self, field: str, terms: Sequence[str], n: int) -> np.ndarray:
-        values = []
-        for term in terms:
-            # Counts entries deleted but not yet merged away, as Lucene's does: they fade as segments merge.
-            df = min(self._searcher.doc_freq(field, token(term)), n)
-            values.append(math.log1p((n - df + 0.5) / (df + 0.5)) if df else 0.0)
-        return np.asarray(values, dtype=np.float64)
+        return lucene_idf(self._freqs(field, terms, n), n)
+
+    def _freqs(self, field: str, terms: Sequence[str], n: int) -> list[int]:
+        # Counts entries deleted but not yet merged away, as Lucene's does: they fade as segments merge.
+        return [min(self._searcher.doc_freq(field, token(term)), n) for term in terms]
+
+    def frequencies(self, terms: Sequence[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """How many passages, and how many documents, hold each term (documents: 0s without their entries)."""
+        passages = tuple(self._freqs("terms", terms, self.num_docs))
+        documents = tuple(
+            self._freqs("doc_terms", terms, self.num_documents) if self.has_documents else [0] * len(terms)
+        )
+        return passages, documents
+
+
+def lucene_idf(freqs: Sequence[int], n: int) -> np.ndarray:
+    """Lucene's idf of terms held by `freqs` of `n` entries (0 for a term held by none)."""
+    return np.asarray(
+        [math.log1p((n - df + 0.5) / (df + 0.5)) if df else 0.0 for df in (min(f, n) for f in freqs)],
+        dtype=np.float64,
+    )
 
 
 class BM25Index:

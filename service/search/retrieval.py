@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from indexer.store import vector_index
+from indexer.store.bm25 import lucene_idf
 from indexer.store.view import Vectors, View, gather_segments
 from indexer.text.documents import reads_as_headline
 from indexer.text.lexical import Analyzer, term_id
@@ -217,8 +218,13 @@ def z_scores(scores: dict[int, float]) -> dict[int, float]:
     return {item: (value - mean) / spread if spread > 0 else 0.0 for item, value in scores.items()}
 
 
-def scale_like(values: np.ndarray, reference: dict[int, float], normalize: str) -> np.ndarray:
-    """`values` rescaled as `NORMALIZERS[normalize]` rescales `reference`."""
+def scale_like(
+    values: np.ndarray, reference: dict[int, float], normalize: str, given: Scale | None = None
+) -> np.ndarray:
+    """`values` rescaled as `NORMALIZERS[normalize]` rescales `reference` (min-max by `given` when given)."""
+    if given is not None:
+        low, high = given
+        return (values - low) / (high - low) if high > low else np.zeros(len(values))
     ref = np.fromiter(reference.values(), np.float64, len(reference))
     if not len(ref):
         return np.zeros(len(values))
@@ -232,20 +238,106 @@ def scale_like(values: np.ndarray, reference: dict[int, float], normalize: str) 
 NORMALIZERS: dict[str, Callable[[dict[int, float]], dict[int, float]]] = {"minmax": min_max, "zscore": z_scores}
 
 
+def min_max_by(scores: dict[int, float], scale: Scale) -> dict[int, float]:
+    """Scores rescaled by a given (low, high), as `min_max` would over a larger set holding these."""
+    low, high = scale
+    spread = high - low
+    return {item: (value - low) / spread if spread > 0 else 0.0 for item, value in scores.items()}
+
+
 def convex_fusion(
-    dense: dict[int, float], bm25: dict[int, float], dense_weight: float = 0.5, normalize: str = "minmax"
+    dense: dict[int, float],
+    bm25: dict[int, float],
+    dense_weight: float = 0.5,
+    normalize: str = "minmax",
+    scales: tuple[Scale, Scale] | None = None,
 ) -> dict[int, float]:
     """Weighted sum of normalised dense and BM25 scores over the union of both candidate sets.
 
     Unlike reciprocal rank fusion it keeps how far apart scores are; an item missing from one
     candidate list gets that list's lowest. (Bruch et al. 2023 find it at least as robust as RRF.)
+    `scales`: the (low, high) of the dense and BM25 scores over a larger candidate set these belong to
+    (every shard's), min-max normalised by them.
     """
-    dense_n, bm25_n = NORMALIZERS[normalize](dense), NORMALIZERS[normalize](bm25)
-    dense_low, bm25_low = min(dense_n.values(), default=0.0), min(bm25_n.values(), default=0.0)
+    if scales is not None:
+        dense_n, bm25_n = min_max_by(dense, scales[0]), min_max_by(bm25, scales[1])
+        dense_low = bm25_low = 0.0  # the larger set's lowest
+    else:
+        dense_n, bm25_n = NORMALIZERS[normalize](dense), NORMALIZERS[normalize](bm25)
+        dense_low, bm25_low = min(dense_n.values(), default=0.0), min(bm25_n.values(), default=0.0)
     return {
         item: dense_weight * dense_n.get(item, dense_low) + (1 - dense_weight) * bm25_n.get(item, bm25_low)
         for item in dense.keys() | bm25.keys()
     }
+
+
+Scale = tuple[float, float]  # (low, high) of a retriever's scores over a candidate set
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """BM25's collection statistics for a question's terms: one store's, or the sum over every shard of a
+    sharded collection, so that each shard scores BM25 as one store of all the documents would."""
+
+    terms: tuple[str, ...]
+    passage_freqs: tuple[int, ...]  # passages holding each term
+    document_freqs: tuple[int, ...]  # documents holding each term (0s where the index has no document entries)
+    passages: int  # passage entries of the BM25 index (idf's N)
+    documents: int  # document entries (idf's N over documents; 0: none)
+    live_terms: int
+    live_passages: int
+    live_documents: int
+
+    def __add__(self, other: Statistics) -> Statistics:
+        if other.terms != self.terms:
+            raise ValueError("statistics of different terms cannot be added")
+        return Statistics(
+            self.terms,
+            tuple(a + b for a, b in zip(self.passage_freqs, other.passage_freqs, strict=True)),
+            tuple(a + b for a, b in zip(self.document_freqs, other.document_freqs, strict=True)),
+            self.passages + other.passages,
+            self.documents + other.documents,
+            self.live_terms + other.live_terms,
+            self.live_passages + other.live_passages,
+            self.live_documents + other.live_documents,
+        )
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One shard's candidates for a question, as numbers only: what the router needs to find the candidate
+    sets and score scales of the whole collection (`Bounds.of`)."""
+
+    lexical: tuple[tuple[float, float], ...]  # (BM25, dense) of its BM25 candidates, best BM25 first
+    nearest: tuple[tuple[float, float], ...]  # (passage cosine, dense) of its nearest passages, nearest first
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The collection's candidate sets and score scales for one question, over every shard: a shard keeps
+    the candidates of its own that are in them (`*_cut`) and normalises by the collection's scales."""
+
+    bm25_cut: float  # a BM25 candidate of the collection scores at least this
+    cosine_cut: float  # a nearest passage of the collection is at least this near
+    dense: Scale
+    bm25: Scale
+
+    @classmethod
+    def of(cls, parts: Sequence[Candidates], depth: int) -> Bounds:
+        lexical = sorted((pair for part in parts for pair in part.lexical), reverse=True)[:depth]
+        nearest = sorted((pair for part in parts for pair in part.nearest), reverse=True)[:depth]
+        # Fewer matches than `depth`: one store fills its BM25 candidates up with passages scoring 0.
+        bm25_cut = lexical[-1][0] if len(lexical) >= depth else 0.0
+        dense = [d for _, d in lexical] + [d for _, d in nearest]
+        return cls(
+            bm25_cut=bm25_cut,
+            cosine_cut=nearest[-1][0] if nearest else 0.0,
+            dense=(min(dense, default=0.0), max(dense, default=0.0)),
+            bm25=(
+                min((b for b, _ in lexical), default=0.0) if bm25_cut > 0 else 0.0,
+                lexical[0][0] if lexical else 0.0,
+            ),
+        )
 
 
 def rrf_fusion(dense: dict[int, float], bm25: dict[int, float], constant: int = RRF_CONSTANT) -> dict[int, float]:
@@ -503,6 +595,11 @@ class QueryTerms:
     ids: np.ndarray
     counts: np.ndarray
     idf: np.ndarray
+    # The collection's, when it is more than this view (a shard): passages' and documents' mean lengths,
+    # and the idf over documents.
+    average_length: float | None = None
+    document_average: float | None = None
+    document_idf: np.ndarray | None = None
 
     @classmethod
     def none(cls) -> QueryTerms:
@@ -575,26 +672,69 @@ class Retriever:
         """BM25 score of each passage row for the question."""
         view, bm25_config = self.view, self.analyzer.config
         tf, lengths = term_frequencies(view, rows, query.ids)
-        average = view.live_terms / max(view.live_passages, 1)
+        average = query.average_length or view.live_terms / max(view.live_passages, 1)
         return bm25(tf, lengths, average, query.idf * query.counts, bm25_config.k1, bm25_config.b)
 
-    def _query(self, query: str) -> QueryTerms:
-        """The question's terms that the collection holds, with their `term_id`s (sorted), counts and idf."""
-        view = self.view
-        terms = self.analyzer.query_terms(query, self.config.skip_question_words)
-        if view.bm25 is None or not terms:
-            return QueryTerms.none()
+    def _counts(self, query: str) -> dict[str, int]:
+        """The question's BM25 terms, each with how often it says it."""
         counts: dict[str, int] = {}
-        for term in terms:
+        for term in self.analyzer.query_terms(query, self.config.skip_question_words):
             counts[term] = counts.get(term, 0) + 1
+        return counts
+
+    def statistics(self, query: str) -> Statistics:
+        """This view's BM25 statistics for the question's terms (a shard's part of the collection's)."""
+        view = self.view
+        terms = tuple(self._counts(query))
+        passage_freqs = document_freqs = (0,) * len(terms)
+        passages = documents = 0
+        if view.bm25 is not None:
+            passages, documents = view.bm25.num_docs, view.bm25.num_documents
+            passage_freqs, document_freqs = view.bm25.frequencies(terms)
+        return Statistics(
+            terms,
+            passage_freqs,
+            document_freqs,
+            passages,
+            documents,
+            view.live_terms,
+            view.live_passages,
+            view.num_documents,
+        )
+
+    def _query(self, query: str, statistics: Statistics | None = None) -> QueryTerms:
+        """The question's terms that the collection holds, with their `term_id`s (sorted), counts and idf;
+        with `statistics`, the idf and mean lengths are theirs (the collection's, of which this view is a part)."""
+        view = self.view
+        counts = self._counts(query)
+        if view.bm25 is None or not counts:
+            return QueryTerms.none()
         distinct = list(counts)
-        idf = view.bm25.idf(distinct)
-        known = sorted((term_id(t), t, w) for t, w in zip(distinct, idf.tolist(), strict=True) if w > 0)
-        return QueryTerms(
-            terms=[t for _, t, _ in known],
-            ids=np.asarray([i for i, _, _ in known], dtype=np.int64),
-            counts=np.asarray([counts[t] for _, t, _ in known], dtype=np.float64),
-            idf=np.asarray([w for _, _, w in known], dtype=np.float64),
+        document_idf = None
+        if statistics is None:
+            idf = view.bm25.idf(distinct)
+        else:
+            passage_freqs = dict(zip(statistics.terms, statistics.passage_freqs, strict=True))
+            document_freqs = dict(zip(statistics.terms, statistics.document_freqs, strict=True))
+            idf = lucene_idf([passage_freqs.get(t, 0) for t in distinct], statistics.passages)
+            if statistics.documents:
+                document_idf = lucene_idf([document_freqs.get(t, 0) for t in distinct], statistics.documents)
+        known = sorted(
+            (term_id(t), t, w, i) for i, (t, w) in enumerate(zip(distinct, idf.tolist(), strict=True)) if w > 0
+        )
+        terms = QueryTerms(
+            terms=[t for _, t, _, _ in known],
+            ids=np.asarray([i for i, _, _, _ in known], dtype=np.int64),
+            counts=np.asarray([counts[t] for _, t, _, _ in known], dtype=np.float64),
+            idf=np.asarray([w for _, _, w, _ in known], dtype=np.float64),
+        )
+        if statistics is None:
+            return terms
+        return replace(
+            terms,
+            average_length=statistics.live_terms / max(statistics.live_passages, 1),
+            document_average=statistics.live_terms / max(statistics.live_documents, 1),
+            document_idf=None if document_idf is None else document_idf[[i for _, _, _, i in known]],
         )
 
     def search(
@@ -607,6 +747,8 @@ class Retriever:
         search_filter: SearchFilter | None = None,
         timings: dict[str, float] | None = None,
         highlight_top: int | None = None,
+        statistics: Statistics | None = None,
+        bounds: Bounds | None = None,
     ) -> list[Hit]:
         """The `k` best distinct passages for `query`, ranked by `mode`, among those `search_filter` allows.
 
@@ -615,6 +757,8 @@ class Retriever:
         `highlight_top=n` picks it for the first n hits only (evaluation judges the first).
         The filter applies before the top-k cut: `k` results come back when that many passages match.
         `timings`, when given, receives seconds per stage (filter, bm25, encode, dense, fuse, highlight).
+        A shard of a larger collection is given the collection's BM25 `statistics` and hybrid `bounds`
+        (service/shards.py), so that its scores are those one store of the whole collection would give.
         """
         view, config = self.view, self.config
         clock = StageClock(timings)
@@ -623,20 +767,25 @@ class Retriever:
         clock.lap("filter")
         if view.live_passages == 0 or (allowed is not None and not allowed.any()):
             return []
-        depth = min(view.num_passages, max(config.min_candidates, 4 * k))
-        question = self._prepare(query)
+        depth = self.depth(k)
+        question = self._prepare(query, statistics)
         lexical = self._lexical_candidates(question.terms, depth, allowed_docs, allowed)
+        if bounds is not None and mode == Mode.hybrid:  # this shard's part of the collection's candidates
+            lexical = {row: score for row, score in lexical.items() if score >= bounds.bm25_cut}
         clock.lap("bm25")
         if vector is None and mode != Mode.bm25:
             vector = self._encode_query(query)
             clock.lap("encode")
         question = replace(question, vector=vector)
-        dense = self._dense_candidates_scored(question, depth, allowed, lexical if mode == Mode.hybrid else None)
+        hybrid_lexical = lexical if mode == Mode.hybrid else None
+        near_cut = bounds.cosine_cut if bounds is not None and mode == Mode.hybrid else None
+        dense = self._dense_candidates_scored(question, depth, allowed, hybrid_lexical, near_cut)
         if vector is not None:
             clock.lap("dense")
-        fused = self._fuse(mode, dense, lexical)
+        scales = (bounds.dense, bounds.bm25) if bounds is not None and mode == Mode.hybrid else None
+        fused = self._fuse(mode, dense, lexical, scales)
         if config.document_bm25 or config.document_dense or config.document_bm25_alone:
-            fused = self._with_documents(question, mode, fused, dense, lexical)
+            fused = self._with_documents(question, mode, fused, dense, lexical, scales)
         features = None
         if mode == Mode.hybrid and config.answer_rerank > 0:
             features = self._features(question, rank_order(fused)[: config.rerank_depth])
@@ -653,12 +802,44 @@ class Retriever:
         clock.lap("highlight")
         return hits
 
+    def depth(self, k: int) -> int:
+        """Candidates per retriever for `k` results."""
+        return min(self.view.num_passages, max(self.config.min_candidates, 4 * k))
+
+    def candidates(
+        self,
+        query: str,
+        k: int,
+        vector: np.ndarray,
+        search_filter: SearchFilter | None = None,
+        statistics: Statistics | None = None,
+    ) -> Candidates:
+        """A hybrid search's candidates, as numbers (a shard's, for the router's `Bounds.of`)."""
+        view = self.view
+        allowed_docs = allowed_documents(view, search_filter)
+        allowed = allowed_passages(view, allowed_docs)
+        if view.live_passages == 0 or (allowed is not None and not allowed.any()):
+            return Candidates((), ())
+        depth = self.depth(k)
+        terms = self._query(query, statistics)
+        lexical = self._lexical_candidates(terms, depth, allowed_docs, allowed)
+        rows = np.fromiter(lexical.keys(), dtype=np.int64, count=len(lexical))
+        near = self._dense_candidates(vector, depth, allowed)
+        cosines = view.passage_vectors.take(near) @ vector
+        order = np.argsort(-cosines, kind="stable")
+        return Candidates(
+            lexical=tuple(
+                sorted(zip(lexical.values(), self.dense_scores(rows, vector).tolist(), strict=True), reverse=True)
+            ),
+            nearest=tuple(zip(cosines[order].tolist(), self.dense_scores(near[order], vector).tolist(), strict=True)),
+        )
+
     # -- the stages ----------------------------------------------------------------------------------------
-    def _prepare(self, query: str) -> Question:
+    def _prepare(self, query: str, statistics: Statistics | None = None) -> Question:
         """The question's terms and the kind of answer it asks for (its vector comes after the BM25 stage)."""
         config = self.config
         kind = answer_kind(query) if config.rerank_cue or config.cue_bonus else None
-        return Question(query, self._query(query), None, kind)
+        return Question(query, self._query(query, statistics), None, kind)
 
     def _lexical_candidates(
         self, terms: QueryTerms, depth: int, allowed_docs: np.ndarray | None, allowed: np.ndarray | None
@@ -672,24 +853,39 @@ class Retriever:
         return lexical
 
     def _dense_candidates_scored(
-        self, question: Question, depth: int, allowed: np.ndarray | None, lexical: dict[int, float] | None
+        self,
+        question: Question,
+        depth: int,
+        allowed: np.ndarray | None,
+        lexical: dict[int, float] | None,
+        near_cut: float | None = None,
     ) -> dict[int, float]:
-        """Dense score of the passages near the question, and of `lexical`'s candidates too (hybrid)."""
+        """Dense score of the passages near the question, and of `lexical`'s candidates too (hybrid);
+        with `near_cut`, only the near passages at least that near (a shard's part of the collection's)."""
         if question.vector is None:
             return {}
         candidates = self._dense_candidates(question.vector, depth, allowed)
+        if near_cut is not None:
+            cosines = self.view.passage_vectors.take(candidates) @ question.vector
+            candidates = candidates[cosines >= near_cut]
         if lexical is not None:
             candidates = np.union1d(candidates, np.fromiter(lexical.keys(), dtype=np.int64, count=len(lexical)))
         return dict(zip(candidates.tolist(), self.dense_scores(candidates, question.vector).tolist(), strict=True))
 
-    def _fuse(self, mode: Mode, dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
+    def _fuse(
+        self,
+        mode: Mode,
+        dense: dict[int, float],
+        lexical: dict[int, float],
+        scales: tuple[Scale, Scale] | None = None,
+    ) -> dict[int, float]:
         if mode == Mode.bm25:
             return {row: score for row, score in lexical.items() if score > 0}
         if mode == Mode.dense:
             return dense
         if self.config.fusion == "rrf":
             return rrf_fusion(dense, lexical)
-        return convex_fusion(dense, lexical, self.config.dense_weight, self.config.normalize)
+        return convex_fusion(dense, lexical, self.config.dense_weight, self.config.normalize, scales)
 
     def _with_documents(
         self,
@@ -698,6 +894,7 @@ class Retriever:
         fused: dict[int, float],
         dense: dict[int, float],
         lexical: dict[int, float],
+        scales: tuple[Scale, Scale] | None = None,
     ) -> dict[int, float]:
         """The fused scores with each candidate's whole document's weighed in (`document_bm25`, `document_dense`).
 
@@ -726,11 +923,13 @@ class Retriever:
         vector = question.vector
         parts = []
         if bm25_weight:
-            parts.append((bm25_weight, self.document_scores_bm25(doc_rows, question.terms), lexical))
+            given = scales[1] if scales is not None else None
+            parts.append((bm25_weight, self.document_scores_bm25(doc_rows, question.terms), lexical, given))
         if dense_weight and vector is not None:
-            parts.append((dense_weight, self.document_scores_dense(doc_rows, vector), dense))
+            given = scales[0] if scales is not None else None
+            parts.append((dense_weight, self.document_scores_dense(doc_rows, vector), dense, given))
         if mode == Mode.hybrid:
-            scaled = [w * scale_like(scores, passages, config.normalize) for w, scores, passages in parts]
+            scaled = [w * scale_like(scores, passages, config.normalize, g) for w, scores, passages, g in parts]
             document = np.sum(scaled, axis=0) / weight
         else:
             document = parts[0][1]  # one retriever: its raw scores, on the passages' own scale
@@ -759,8 +958,11 @@ class Retriever:
         lengths = np.concatenate([lengths, [float(len(t)) for t in titles]])
         owners = np.concatenate([owners, np.arange(len(doc_rows))])
         # The mean document length, less the shared sentences in the proportion the candidates have them.
-        average = view.live_terms / max(view.num_documents, 1) * lengths.sum() / max(raw_lengths.sum(), 1.0)
-        idf = view.bm25.document_idf(query.terms) if view.bm25 is not None else None
+        mean = query.document_average or view.live_terms / max(view.num_documents, 1)
+        average = mean * lengths.sum() / max(raw_lengths.sum(), 1.0)
+        idf = query.document_idf
+        if idf is None and view.bm25 is not None:
+            idf = view.bm25.document_idf(query.terms)
         weights = (query.idf if idf is None else idf) * query.counts
         config = analyzer.config
         return document_bm25(tf, lengths, owners, len(doc_rows), average, weights, config.k1, config.b)

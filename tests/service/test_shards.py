@@ -84,6 +84,19 @@ def test_every_mode_merges_the_best_k_of_the_shards(sharded: ShardedEngine) -> N
         assert merge_hits([hits[3:], hits[:3]], 2) == hits[:2]
 
 
+def test_bm25_and_hybrid_score_as_one_store(sharded: ShardedEngine, engine: Engine) -> None:
+    """With the collection's BM25 statistics and hybrid scales, the shards' merged answers are one store's.
+    What stays each shard's own (the second stage over its best, the folding of copies, the share of shared
+    sentences in a document's BM25 length) moves scores a little, not the order here; bench/SHARDS.md measures SQuAD."""
+    for mode in (Mode.bm25, Mode.hybrid):
+        for question in questions():
+            single = engine.search(question, 5, mode)
+            split = sharded.search(question, 5, mode)
+            assert [(h.reference.doc_id, h.reference.start) for h in split] == [
+                (h.reference.doc_id, h.reference.start) for h in single
+            ], (mode, question)
+
+
 def test_writes_go_to_the_owning_shard_and_the_api_answers_as_one_store(
     sharded: ShardedEngine, seed_documents: list[Document]
 ) -> None:
