@@ -61,8 +61,8 @@ class Settings:
     threads: int = _setting(0, "Encoder threads (onnxruntime intra-op, torch); 0 = the library's default.")
     ray: str = _setting(
         "",
-        "Ray cluster `citeline index` cuts and embeds on (the extra citeline[ray]): `local` starts one on this "
-        "machine, an address (host:6379, ray://host:10001, auto) joins one; empty: no Ray.",
+        "Ray cluster to run on (the extra citeline[ray]): `index` embeds there, `serve --shards N` serves there. "
+        "`local` starts one on this machine, an address (host:6379, ray://host:10001, auto) joins one; empty: no Ray.",
     )
     ray_actors: int = _setting(0, "Encoder actors on the Ray cluster; 0 = the cluster's CPUs / `threads` (1 if 0).")
     ray_object_store_mb: int = _setting(1024, "Object store of a Ray that `--ray local` starts, in MiB.")
