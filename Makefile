@@ -60,6 +60,7 @@ bench: $(BENCH_STAMP) scale-corpus
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.formats
 	$(BIN)/python -m bench.reindex
+	$(BIN)/python -m bench.ranking $(QUALITY_ARGS)
 
 # What a shadow reindex costs the searches that go on during it: writes bench/REINDEX.md.
 bench-reindex: $(BENCH_STAMP)
@@ -71,6 +72,8 @@ bench-formats: $(BENCH_STAMP)
 
 # Ranking quality on every development set in ../shared/eval (tuning and reporting halves), the plain
 # whole-document baselines and one row per lever: writes bench/QUALITY.md (bench/ranking.py).
+# Large sets are sampled: 600 queries per half, a fixed sample (bench/devsets.py).
+QUALITY_ARGS ?= --sample 600
 bench-quality: $(BENCH_STAMP)
 	$(BIN)/python -m bench.ranking $(QUALITY_ARGS)
 

@@ -15,7 +15,7 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from indexer.store import vector_index
 from indexer.store.maintenance import reseal
 from service.engine import Engine
 from service.evaluation.evaluate import Dataset, evaluate
-from service.search.retrieval import Mode, RetrievalConfig
+from service.search.retrieval import STATEMENT, TOPIC, Mode, RetrievalConfig
 from service.settings import Settings
 from service.startup import chunker_config
 
@@ -43,12 +43,17 @@ LEVERS: dict[str, RetrievalConfig] = {
     "document BM25 0.8, vector 0.5": RetrievalConfig(document_bm25=0.8, document_dense=0.5),
     "document evidence fading beyond 12 passages": RetrievalConfig(document_span=12),
     "fusion: RRF instead of convex": RetrievalConfig(fusion="rrf"),
-    "fusion: dense weight 0.6": RetrievalConfig(dense_weight=0.6),
+    "fusion: dense weight 0.6 for questions too": RetrievalConfig(dense_weight=0.6),
     "fusion: z-scores instead of min-max": RetrievalConfig(normalize="zscore"),
     "no second stage (best-sentence answer score)": RetrievalConfig(answer_rerank=0.0),
     "no headline penalty": RetrievalConfig(heading_penalty=0.0),
     "dense: passage cosine only (no best sentence)": RetrievalConfig(sentence_weight=0.0),
     "dense candidates: also the passages of the nearest sentences": RetrievalConfig(sentence_candidates=True),
+    "query styles: every query ranked as a question": RetrievalConfig(topic=None, statement=None),
+    "paragraph-long queries ranked as questions": RetrievalConfig(topic=None),
+    "keywords and claims ranked as questions": RetrievalConfig(statement=None),
+    "paragraph-long queries: document vector 0.7": RetrievalConfig(topic=replace(TOPIC, document_dense=0.7)),
+    "keywords and claims: dense weight 0.7": RetrievalConfig(statement=replace(STATEMENT, dense_weight=0.7)),
 }
 
 
@@ -131,7 +136,7 @@ def main() -> int:
             per_half[half] = entry
         results["sets"][devset.name] = {"note": devset.note, "halves": per_half}  # type: ignore[index]
     results["seconds"] = time.perf_counter() - began
-    results["config"] = {f.name: getattr(RetrievalConfig(), f.name) for f in fields(RetrievalConfig)}
+    results["config"] = asdict(RetrievalConfig())
     (args.work / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     write_report(results, args.report, "make bench-quality")
     print(json.dumps(summary(results), indent=1))

@@ -89,3 +89,30 @@ def has_answer_kind(sentence: str, kind: AnswerKind) -> bool:
     if kind is AnswerKind.place:
         return _PLACE.search(sentence) is not None
     return _INNER_PROPER_NOUN.search(sentence) is not None
+
+
+class QueryStyle(StrEnum):
+    """How a query is put, which decides what its answer looks like (`RetrievalConfig.for_query`)."""
+
+    question = "question"  # asks for a fact, usually stated in one sentence
+    statement = "statement"  # keywords, a title or a claim: answered by what is about it
+    topic = "topic"  # a paragraph describing a topic: answered by a passage or document about the same
+
+
+# A question word first, or after up to two words ("in which year", "since when", "on which magazine's").
+_ASKS = re.compile(
+    r"^\W*(?:[\w'’]+\s+){0,2}?(?:what|when|where|who|whom|whose|which|why|how)\b"
+    r"|^\W*(?:is|are|was|were|do|does|did|can|could|should|would|will|has|have|had)\s"
+)
+
+
+def query_style(query: str, topic_words: int) -> QueryStyle:
+    """`topic` for a query of at least `topic_words` words (0: never), else `question` when it ends in a
+    question mark or starts like a question, else `statement`."""
+    words = query.split()
+    if topic_words and len(words) >= topic_words:
+        return QueryStyle.topic
+    lowered = " ".join(words).lower()
+    if lowered.endswith("?") or _ASKS.search(lowered):
+        return QueryStyle.question
+    return QueryStyle.statement

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -16,7 +17,7 @@ from indexer.store.view import Vectors, View, gather_segments
 from indexer.text.documents import reads_as_headline
 from indexer.text.lexical import Analyzer, term_id
 from indexer.text.sentences import Span, line_of
-from service.search.cues import AnswerKind, answer_kind, has_answer_kind
+from service.search.cues import AnswerKind, QueryStyle, answer_kind, has_answer_kind, query_style
 from service.search.filters import SearchFilter, allowed_documents, allowed_passages
 from service.search.stages import StageClock
 
@@ -27,6 +28,28 @@ QueryEncoder = Callable[[str], np.ndarray]
 # A yes/no fact about a sentence: it holds an answer of some kind, or it sits on a headline-like line.
 SentenceFact = AnswerKind | Literal["heading"]
 HEADING: SentenceFact = "heading"
+
+
+@dataclass(frozen=True)
+class StyleRanking:
+    """The knobs a query style sets in place of the question defaults (None: the default stays).
+
+    The defaults were built for questions, whose answer is one sentence stating a fact. A paragraph-long
+    query describes a topic: its answer is a passage, or a document, about the same thing, so the best
+    sentence's cosine and the answer-sentence rerank give way to the passage's own cosine and to the whole
+    document's evidence. Keywords, titles and claims are matched by meaning more than by the asked terms:
+    the dense score weighs more. Measured per style on the development sets (bench/QUALITY.md).
+    """
+
+    sentence_weight: float | None = None
+    answer_rerank: float | None = None
+    document_bm25: float | None = None
+    document_dense: float | None = None
+    dense_weight: float | None = None
+
+
+TOPIC = StyleRanking(sentence_weight=0.0, answer_rerank=0.0, document_dense=0.5, dense_weight=0.6)
+STATEMENT = StyleRanking(dense_weight=0.6)
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,20 @@ class RetrievalConfig:
     # Dense candidates: also the passages of the sentences nearest the question (never changed a top 10 on
     # the development sets, and searching every sentence costs more than searching every passage).
     sentence_candidates: bool = False
+    topic_words: int = 40  # a query of at least this many words describes a topic (`QueryStyle.topic`)
+    topic: StyleRanking | None = TOPIC  # knobs of paragraph-long queries (None: ranked as questions)
+    statement: StyleRanking | None = STATEMENT  # knobs of keywords, titles and claims (None: as questions)
+
+    def style(self, query: str) -> QueryStyle:
+        return query_style(query, self.topic_words)
+
+    def for_style(self, style: QueryStyle) -> RetrievalConfig:
+        """The knobs that rank a query of `style`: these, with its `StyleRanking`'s set in their place."""
+        knobs = {QueryStyle.topic: self.topic, QueryStyle.statement: self.statement}.get(style)
+        if knobs is None:
+            return self
+        changed = {name: value for name, value in asdict(knobs).items() if value is not None}
+        return replace(self, **changed, topic=None, statement=None)
 
     @property
     def highlight_weights(self) -> SentenceWeights:
@@ -623,6 +660,21 @@ class Retriever:
         self.config = config or RetrievalConfig()
         self._facts = SentenceFacts(len(view.sentence_starts), self._find_facts)
         self._titles: dict[int, np.ndarray] = {}
+        self._styled: dict[QueryStyle, Retriever] = {}
+
+    def _ranking(self, query: str) -> Retriever:
+        """This retriever, or its twin over the same view and caches with the knobs of `query`'s style."""
+        style = self.config.style(query)
+        config = self.config.for_style(style)
+        if config is self.config:
+            return self
+        twin = self._styled.get(style)
+        if twin is None:  # two threads may both make one: alike, either serves
+            twin = copy.copy(self)
+            twin.config = config
+            twin._styled = {}
+            self._styled[style] = twin
+        return twin
 
     def _dense_candidates(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None) -> np.ndarray:
         """Passages near the question by their own vector (and by one of their sentences, with
@@ -760,6 +812,11 @@ class Retriever:
         A shard of a larger collection is given the collection's BM25 `statistics` and hybrid `bounds`
         (service/shards.py), so that its scores are those one store of the whole collection would give.
         """
+        ranking = self._ranking(query)
+        if ranking is not self:
+            return ranking.search(
+                query, k, mode, vector, highlight, search_filter, timings, highlight_top, statistics, bounds
+            )
         view, config = self.view, self.config
         clock = StageClock(timings)
         allowed_docs = allowed_documents(view, search_filter)
@@ -815,6 +872,9 @@ class Retriever:
         statistics: Statistics | None = None,
     ) -> Candidates:
         """A hybrid search's candidates, as numbers (a shard's, for the router's `Bounds.of`)."""
+        ranking = self._ranking(query)
+        if ranking is not self:
+            return ranking.candidates(query, k, vector, search_filter, statistics)
         view = self.view
         allowed_docs = allowed_documents(view, search_filter)
         allowed = allowed_passages(view, allowed_docs)

@@ -13,9 +13,11 @@ from indexer.model.embedding import Embedder
 from indexer.text.documents import Document
 from indexer.text.lexical import term_id
 from service.engine import Engine
+from service.search.cues import QueryStyle, query_style
 from service.search.retrieval import (
     Mode,
     RetrievalConfig,
+    Retriever,
     document_weights,
     scale_like,
     shared_sentence_terms,
@@ -145,3 +147,67 @@ def test_scale_like_puts_document_scores_on_the_passages_scale():
     assert scale_like(documents, passages, "zscore").tolist() == pytest.approx(((documents - 0.4) / spread).tolist())
     assert scale_like(documents, {1: 0.3, 2: 0.3}, "minmax").tolist() == [0.0, 0.0, 0.0]
     assert scale_like(documents, {}, "minmax").tolist() == [0.0, 0.0, 0.0]
+
+
+PARAGRAPH = " ".join(FILLER[:4])  # a query of a paragraph's length: a topic described, not a question asked
+
+
+@pytest.mark.parametrize(
+    ("query", "style"),
+    [
+        ("how many US troops were sent", QueryStyle.question),
+        ("since when has the coalition been bombing daesh", QueryStyle.question),
+        ("On which magazine's cover did Tesla appear in 1931", QueryStyle.question),
+        ("Did the offensive start in June?", QueryStyle.question),
+        ("statins and breast cancer", QueryStyle.statement),
+        ("Vitamin D supplements reduce the risk of fractures.", QueryStyle.statement),
+        ("Breast Cancer & Alcohol: How Much is Safe?", QueryStyle.question),
+        ("what " * 39 + "what", QueryStyle.topic),
+        (PARAGRAPH, QueryStyle.topic),
+    ],
+)
+def test_query_style_tells_questions_statements_and_topics_apart(query: str, style: QueryStyle):
+    assert query_style(query, 40) == style
+    assert query_style(query, 0) != QueryStyle.topic  # 0: no query is a topic
+
+
+def test_each_query_style_is_ranked_by_its_own_knobs():
+    config = RetrievalConfig()
+    assert config.for_style(QueryStyle.question) is config
+    topic = config.for_style(QueryStyle.topic)
+    assert config.topic is not None and topic.topic is None and topic.statement is None
+    assert (topic.sentence_weight, topic.answer_rerank, topic.dense_weight) == (0.0, 0.0, 0.6)
+    assert topic.document_bm25 == config.document_bm25  # a knob the style leaves unset keeps its value
+    assert topic.for_style(QueryStyle.topic) is topic  # the style's knobs apply once
+    statement = config.for_style(QueryStyle.statement)
+    assert statement.dense_weight == 0.6 and statement.sentence_weight == config.sentence_weight
+    plain = RetrievalConfig(topic=None, statement=None)
+    assert all(plain.for_style(style) is plain for style in QueryStyle)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_a_paragraph_long_query_searches_by_the_topic_knobs(evidence_engine: Engine, embedder: Embedder, mode: Mode):
+    assert RetrievalConfig().style(PARAGRAPH) == QueryStyle.topic
+    default = evidence_engine.retriever(RetrievalConfig(), embedder.encode_query)
+    topical = evidence_engine.retriever(RetrievalConfig().for_style(QueryStyle.topic), embedder.encode_query)
+    as_question = evidence_engine.retriever(RetrievalConfig(topic=None, statement=None), embedder.encode_query)
+
+    def ranked(retriever: Retriever, query: str) -> list[tuple[str, int, float, float]]:
+        return [(h.doc_id, h.start, round(h.dense, 6), round(h.fused, 6)) for h in retriever.search(query, 8, mode)]
+
+    assert ranked(default, PARAGRAPH) == ranked(topical, PARAGRAPH)
+    if mode != Mode.bm25:  # dense scores are the passages' own cosines, no best sentence blended in
+        assert ranked(default, PARAGRAPH) != ranked(as_question, PARAGRAPH)
+        view, vector = evidence_engine.view, embedder.encode_query(PARAGRAPH)
+        for hit in default.search(PARAGRAPH, 8, mode):
+            first = int(view.doc_passages[view.doc_rows[hit.doc_id]])
+            rows = range(first, first + view.passage_count(hit.doc_id))
+            row = next(r for r in rows if view.passage_starts[r] == hit.start)
+            assert hit.dense == pytest.approx(float(view.passage_vectors.take(np.asarray([row]))[0] @ vector), abs=1e-5)
+    question = "where did the glacier move across the valley"
+    assert ranked(default, question) == ranked(as_question, question)  # a question never sees them
+    statement = "glacier and basalt under the ice sheet"
+    weighted = evidence_engine.retriever(
+        RetrievalConfig(topic=None, statement=None, dense_weight=0.6), embedder.encode_query
+    )
+    assert ranked(default, statement) == ranked(weighted, statement)
