@@ -25,9 +25,10 @@ from indexer.build import sync_index
 from indexer.model.embedding import Embedder
 from indexer.store import vector_index
 from indexer.store.maintenance import reseal
+from indexer.text.lexical import Analyzer
 from service.engine import Engine
 from service.evaluation.evaluate import Dataset, evaluate
-from service.search.retrieval import STATEMENT, TOPIC, Mode, RetrievalConfig
+from service.search.retrieval import STATEMENT, TOPIC, Mode, RetrievalConfig, Retriever
 from service.settings import Settings
 from service.startup import chunker_config
 
@@ -54,6 +55,16 @@ LEVERS: dict[str, RetrievalConfig] = {
     "keywords and claims ranked as questions": RetrievalConfig(statement=None),
     "paragraph-long queries: document vector 0.7": RetrievalConfig(topic=replace(TOPIC, document_dense=0.7)),
     "keywords and claims: dense weight 0.7": RetrievalConfig(statement=replace(STATEMENT, dense_weight=0.7)),
+}
+
+# The BM25 mode with one lever changed: its scoring constants (the index's `BM25Config`, read at search time)
+# as the BEIR literature runs them, and its document evidence.
+BM25_LEVERS: dict[str, tuple[RetrievalConfig, dict[str, float]]] = {
+    "k1 1.2 (Lucene's default) instead of 0.9": (RetrievalConfig(), {"k1": 1.2}),
+    "b 0.4 (Anserini's BEIR runs) instead of 0.75": (RetrievalConfig(), {"b": 0.4}),
+    "b 0.9 instead of 0.75": (RetrievalConfig(), {"b": 0.9}),
+    "document weight 0.5 (hybrid's) instead of 0.8": (RetrievalConfig(document_bm25_alone=0.5), {}),
+    "no document evidence (passages alone)": (RetrievalConfig(document_bm25_alone=0.0), {}),
 }
 
 
@@ -93,6 +104,16 @@ def run(
     return evaluate(retriever, dataset, modes, encode_queries=embedder.encode_queries)
 
 
+def run_bm25(
+    engine: Engine, embedder: Embedder, dataset: Dataset, config: RetrievalConfig, scoring: dict[str, float]
+) -> Metrics:
+    """The BM25 mode with `config` and the index's BM25 constants changed by `scoring` (k1, b)."""
+    base = engine.analyzer.config
+    analyzer = Analyzer(replace(base, k1=scoring.get("k1", base.k1), b=scoring.get("b", base.b)))
+    retriever = Retriever(engine.view, embedder.encode_query, analyzer, config)
+    return evaluate(retriever, dataset, [Mode.bm25], encode_queries=embedder.encode_queries)["bm25"]
+
+
 def main() -> int:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench %(message)s")
@@ -126,6 +147,11 @@ def main() -> int:
                     for name, config in levers.items()
                     if name != "default"
                 },
+                "bm25_levers": {
+                    name: run_bm25(engine, embedder, dataset, config, scoring)
+                    for name, (config, scoring) in BM25_LEVERS.items()
+                    if not args.levers or name in args.levers.split(",")
+                },
             }
             if devset.document_level:
                 documents = devset.documents[half]
@@ -157,6 +183,8 @@ def summary(results: dict[str, object]) -> dict[str, dict[str, float]]:
                 row[f"plain {kind}"] = round(metrics["ndcg@10"], 4)
             for lever, metrics in values["levers"].items():
                 row[lever] = round(metrics["ndcg@10"], 4)
+            for lever, metrics in values.get("bm25_levers", {}).items():
+                row[f"bm25: {lever}"] = round(metrics["ndcg@10"], 4)
             table[f"{name}[{half}]"] = row
     return table
 
@@ -198,6 +226,16 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
             for lever in levers:
                 deltas = [
                     values["levers"][lever]["ndcg@10"] - values["modes"]["hybrid"]["ndcg@10"]
+                    for values in halves.values()
+                ]
+                lines.append(f"| {lever} | " + " | ".join(f"{d:+.4f}" for d in deltas) + " |")
+        bm25_levers = next(iter(halves.values())).get("bm25_levers", {})
+        if bm25_levers:
+            lines += ["", "The BM25 mode with one lever changed, nDCG@10 change against its default:", ""]
+            lines += ["| lever | " + " | ".join(halves) + " |", "|---|" + "---:|" * len(halves)]
+            for lever in bm25_levers:
+                deltas = [
+                    values["bm25_levers"][lever]["ndcg@10"] - values["modes"]["bm25"]["ndcg@10"]
                     for values in halves.values()
                 ]
                 lines.append(f"| {lever} | " + " | ".join(f"{d:+.4f}" for d in deltas) + " |")
