@@ -140,7 +140,11 @@ class Embedder:
         """Vectors of questions, on the query encoder, shape (len(queries), dimension)."""
         if not queries:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
-        return self._query_encoder.encode(list(queries), self.batch_size, False)
+        # Dynamic int8 quantises activations with one scale per call, over the whole batch: a text's vector
+        # depends a little on the texts encoded with it. One question per call keeps its vector, and so its
+        # answer, the same whatever arrives beside it; passages are encoded in batches (bulk speed).
+        batch = 1 if self._query_encoder.kind == "onnx-int8" else self.batch_size
+        return self._query_encoder.encode(list(queries), batch, False)
 
     def encode_query(self, query: str) -> np.ndarray:
         """Vector of one question, on the query encoder, shape (dimension,)."""

@@ -196,11 +196,6 @@ class OnnxEncoder:
         return pool(hidden, mask, self._spec.pooling)
 
     def encode(self, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
-        if self.kind == "onnx-int8":
-            # Dynamic int8 quantises activations with one scale per call, over the whole batch: a text's
-            # vector would depend on the texts encoded with it (up to 0.02 per coordinate). One text per
-            # call keeps a question's vector, and so its answer, the same whatever arrives beside it.
-            batch_size = 1
         encodings = self._tokenizer.encode_batch(texts)
         # Longest first, as sentence-transformers does: batches of similar lengths carry little padding.
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")

@@ -111,12 +111,20 @@ def test_onnx_query_vector_is_the_batch_vector(embedder: Embedder):
     np.testing.assert_allclose(embedder.encode_query("how many US troops were sent to Syria"), batch[1], atol=1e-5)
 
 
-def test_an_int8_vector_does_not_depend_on_the_texts_encoded_with_it(int8_embedder: Embedder):
+def test_an_int8_question_vector_does_not_depend_on_the_questions_encoded_with_it(int8_embedder: Embedder):
     question = "how many US troops were sent to Syria"
-    alone = int8_embedder.encode([question])[0]
+    alone = int8_embedder.encode_queries([question])[0]
     for companions in (["a"], ["a much longer text about the offensive on Raqqa and the dam at Tabqa"] * 5):
-        batch = int8_embedder.encode([*companions, question])
+        batch = int8_embedder.encode_queries([*companions, question])
         np.testing.assert_allclose(batch[-1], alone, atol=1e-6)
+
+
+def test_int8_passages_are_encoded_in_batches_close_to_alone(int8_embedder: Embedder, seed_chunk_texts: list[str]):
+    texts = seed_chunk_texts[:40]
+    alone = np.stack([int8_embedder.encode([text])[0] for text in texts])
+    batched = int8_embedder.encode(texts)
+    assert not np.allclose(batched, alone, atol=1e-6), "passages must be encoded in batches, not one by one"
+    assert cosines(batched, alone).min() > 0.98  # one activation scale per batch: as close as int8 is to fp32
 
 
 def test_questions_run_on_their_own_encoder_and_passages_stay_fp32(embedder: Embedder, seed_index_dir: Path):
