@@ -82,6 +82,13 @@ def main() -> int:
     results["indexing"] = {
         "citeline": indexing.index_corpus(args.squad / "corpus.jsonl", squad_index, embedder, rebuild=not args.reuse),
         "bare_encode": indexing.bare_encode(squad_index, embedder),
+        # The opt-in bulk encoder: int8 passages and sentences in batches (README, Encoders).
+        "citeline_int8": indexing.index_corpus(
+            args.squad / "corpus.jsonl",
+            work / "squad-index-int8",
+            Embedder(encoder="onnx-int8", query_encoder=defaults.query_encoder),
+            rebuild=True,
+        ),
     }
     seeds_engine = Engine.load(Settings(index=seeds_index), embedder=embedder)
     squad_engine = Engine.load(Settings(index=squad_index), embedder=embedder)

@@ -306,6 +306,18 @@ def write_report(results: dict[str, Any], report: Path, command: str) -> None:
                     _f(idx["citeline"]["seconds"], 1),
                     _f(idx["citeline"]["passages_per_s"], 1),
                 ],
+                *(
+                    [
+                        [
+                            "`citeline index --encoder onnx-int8` of the same (int8 in batches, opt-in)",
+                            str(int(idx["citeline_int8"]["chunks"])),
+                            _f(idx["citeline_int8"]["seconds"], 1),
+                            _f(idx["citeline_int8"]["passages_per_s"], 1),
+                        ]
+                    ]
+                    if "citeline_int8" in idx
+                    else []
+                ),
                 [
                     "bare `model.encode` of the same passages",
                     str(int(idx["bare_encode"]["passages"])),
