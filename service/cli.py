@@ -207,7 +207,12 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     engine = Engine.load(settings, embedder=embedder)
     modes = list(Mode) if args.mode == "all" else [Mode(args.mode)]
     results = evaluate(
-        engine.state.retriever, dataset, modes, encode_queries=embedder.encode_queries, depth=args.k, show_progress=True
+        engine.state.retriever,
+        dataset,
+        modes,
+        encode_queries=embedder.encode_queries,
+        depth=args.k,
+        show_progress=sys.stderr.isatty(),  # a bar on a terminal; a pipe or a log gets no carriage returns
     )
     if args.json:
         print(json.dumps({"dataset": dataset.name, "kind": dataset.kind, "results": results}, indent=2))

@@ -116,8 +116,10 @@ def test_cli_eval_builds_and_prints_a_table(tmp_path: Path, capsys):
 
     index = str(tmp_path / "index")
     assert main(["eval", str(DATA / "tiny-beir"), "--build", "--index", index, "--mode", "hybrid"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "tiny-beir (beir, 4 queries)" in out and "hybrid" in out and "ndcg@10" in out
+    assert "eval hybrid" not in captured.err and "\r" not in captured.err  # no progress bar off a terminal
     assert main(["eval", str(DATA / "seed_questions.jsonl"), "--index", index, "--json", "--sample", "3"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["kind"] == "qa" and set(body["results"]) == {"hybrid", "dense", "bm25"}
