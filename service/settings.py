@@ -44,7 +44,8 @@ class Settings:
     encoder: str = _setting(
         DEFAULT_ENCODER,
         "Encoder of passages (indexing, writes): onnx (fp32), onnx-int8 or torch; torch is the fallback when "
-        "onnx cannot run.",
+        "onnx cannot run. onnx-int8 indexes about twice as fast, within 0.005 nDCG@10 on the larger "
+        "development sets (README, Encoders).",
         choices=ENCODERS,
     )
     query_encoder: str = _setting(
