@@ -70,7 +70,7 @@ def replay(batches: list[list[DocumentRecord]]) -> PrepareBatches:
     """Records prepared beforehand, handed over as if just embedded: what is left is the writer's work."""
 
     def run(
-        documents: Iterable[Sequence[Document]], chunker: ChunkerConfig, bm25: BM25Config
+        documents: Iterable[Sequence[Document]], chunker: ChunkerConfig, bm25: BM25Config, bulk: bool
     ) -> Iterator[list[DocumentRecord]]:
         for _ in documents:
             pass

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from indexer.build import sync_index
 from indexer.model.embedding import Embedder, resolve_model
@@ -38,8 +41,9 @@ def index_corpus(corpus: Path, index: Path, embedder: Embedder, rebuild: bool) -
     }
 
 
-def bare_encode(index: Path, embedder: Embedder, batch_size: int = 64) -> dict[str, float]:
-    """Seconds and passages/s of a bare `SentenceTransformer.encode` of the index's passage texts."""
+def bare_encode(index: Path, embedder: Embedder, batch_size: int = 64, sample: int | None = None) -> dict[str, float]:
+    """Seconds and passages/s of a bare `SentenceTransformer.encode` of the index's passage texts (of a fixed
+    random `sample` of them when given)."""
     from sentence_transformers import SentenceTransformer
 
     store = Store.open(index)
@@ -47,8 +51,11 @@ def bare_encode(index: Path, embedder: Embedder, batch_size: int = 64) -> dict[s
         view = store.load()
     finally:
         store.close()
+    rows: Sequence[int] = range(view.num_passages)
+    if sample is not None and sample < view.num_passages:
+        rows = sorted(np.random.default_rng(0).choice(view.num_passages, sample, replace=False).tolist())
     texts = []
-    for row in range(view.num_passages):
+    for row in rows:
         title = clip_title(view.passage_document(row).title, embedder.token_counter, embedder.token_limit)
         texts.append(embedding_text(title, view.passage_text(row)))
     model = SentenceTransformer(resolve_model(embedder.name), device="cpu")

@@ -30,8 +30,11 @@ BATCH_DOCUMENTS = 256
 
 
 # Cuts and embeds batches of documents, yielding each batch's records when done (in any order): `prepare`
-# batch after batch here, or a pool of encoders elsewhere (indexer/cluster.py: Ray).
-PrepareBatches = Callable[[Iterable[Sequence[Document]], ChunkerConfig, BM25Config], Iterator[list[DocumentRecord]]]
+# batch after batch here, or a pool of encoders elsewhere (indexer/cluster.py: Ray). The last argument
+# says whether the run is a bulk run, embedded on `Embedder.bulk()`.
+PrepareBatches = Callable[
+    [Iterable[Sequence[Document]], ChunkerConfig, BM25Config, bool], Iterator[list[DocumentRecord]]
+]
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,11 @@ def prepare_here(embedder: Embedder) -> PrepareBatches:
     """`prepare` in this process, one batch after another."""
 
     def run(
-        batches: Iterable[Sequence[Document]], chunker: ChunkerConfig, bm25: BM25Config
+        batches: Iterable[Sequence[Document]], chunker: ChunkerConfig, bm25: BM25Config, bulk: bool
     ) -> Iterator[list[DocumentRecord]]:
+        encoding = embedder.bulk() if bulk else embedder
         for batch in batches:
-            yield prepare(batch, embedder, chunker, bm25)
+            yield prepare(batch, encoding, chunker, bm25)
 
     return run
 
@@ -165,7 +169,8 @@ def sync_index(
     named in `keep` stay too (files that could not be read this time: their last good version serves).
 
     Work is stored in batches of `BATCH_DOCUMENTS`, each durable on its own: a run that is interrupted
-    and started again embeds only what it had not stored. A store built with another model or chunker
+    and started again embeds only what it had not stored. A large run embeds on the bulk encoder
+    (`Embedder.for_run`). A store built with another model or chunker
     is refused (`StoreError`): its vectors and passages would not match new ones. At the end, the new
     vectors are sealed into a memory-mapped segment when `segments` says there are enough. `prepare_batches`
     does the cutting and embedding (default: here, with `embedder`); the store is written here either way.
@@ -212,8 +217,9 @@ def sync_index(
             progress = Progress(len(todo), enabled=show_progress)
             batches = (todo[at : at + BATCH_DOCUMENTS] for at in range(0, len(todo), BATCH_DOCUMENTS))
             run = prepare_batches or prepare_here(embedder)
+            bulk = embedder.for_run(sum(len(d.text) for d in documents)) is not embedder
             try:
-                for records in run(batches, store.settings.chunker, store.settings.bm25):
+                for records in run(batches, store.settings.chunker, store.settings.bm25, bulk):
                     store.write(records)
                     passages = sum(len(r.passages) for r in records)
                     embedded += passages

@@ -68,8 +68,10 @@ def plan(actors: int, threads: int) -> ClusterPlan:
 class _Encoder:
     """One Ray Data actor: loads the model once, then cuts and embeds each batch it is handed."""
 
-    def __init__(self, load: Callable[[int], Embedder], threads: int, chunker: ChunkerConfig, bm25: BM25Config):
-        self.embedder = load(threads)
+    def __init__(
+        self, load: Callable[[int], Embedder], threads: int, chunker: ChunkerConfig, bm25: BM25Config, bulk: bool
+    ):
+        self.embedder = load(threads).bulk() if bulk else load(threads)
         self.chunker = chunker
         self.bm25 = bm25
 
@@ -85,7 +87,7 @@ def ray_prepare(load: Callable[[int], Embedder], cluster: ClusterPlan) -> Prepar
     """Cut and embed on the connected Ray cluster; `load(threads)` makes the model in each actor."""
 
     def run(
-        batches: Iterable[Sequence[Document]], chunker: ChunkerConfig, bm25: BM25Config
+        batches: Iterable[Sequence[Document]], chunker: ChunkerConfig, bm25: BM25Config, bulk: bool
     ) -> Iterator[list[DocumentRecord]]:
         items = [{"documents": pickle.dumps(list(batch))} for batch in batches]
         if not items:
@@ -98,7 +100,13 @@ def ray_prepare(load: Callable[[int], Embedder], cluster: ClusterPlan) -> Prepar
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=cluster.actors),
             num_cpus=cluster.threads,
-            fn_constructor_kwargs={"load": load, "threads": cluster.threads, "chunker": chunker, "bm25": bm25},
+            fn_constructor_kwargs={
+                "load": load,
+                "threads": cluster.threads,
+                "chunker": chunker,
+                "bm25": bm25,
+                "bulk": bulk,
+            },
         )
         for row in dataset.iter_rows():
             yield pickle.loads(row["records"])

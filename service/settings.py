@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.formats.extracted import Limits
-from indexer.model.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS
+from indexer.model.encoders import DEFAULT_ENCODER, DEFAULT_QUERY_ENCODER, ENCODERS, PASSAGE_ENCODERS
 from indexer.store import vector_index
 
 ENV_PREFIX = "CITELINE_"
@@ -43,14 +43,16 @@ class Settings:
     log_level: str = _setting("INFO", "Logging level (DEBUG, INFO, WARNING, ERROR).")
     encoder: str = _setting(
         DEFAULT_ENCODER,
-        "Encoder of passages (indexing, writes): onnx (fp32), onnx-int8 or torch; torch is the fallback when "
-        "onnx cannot run. onnx-int8 indexes about twice as fast, within 0.005 nDCG@10 on the larger "
-        "development sets (README, Encoders).",
-        choices=ENCODERS,
+        "Encoder of passages (indexing, writes): auto, onnx (fp32), onnx-int8 or torch; torch is the fallback "
+        "when onnx cannot run. onnx-int8 indexes about twice as fast, within 0.005 nDCG@10 on the larger "
+        "development sets; auto takes it for runs of a million characters or more, onnx otherwise (README, "
+        "Encoders).",
+        choices=PASSAGE_ENCODERS,
     )
     query_encoder: str = _setting(
         DEFAULT_QUERY_ENCODER,
-        "Encoder of questions at search time, same choices: int8 answers sooner with the same retrieval quality.",
+        "Encoder of questions at search time: onnx, onnx-int8 or torch; int8 answers sooner with the same "
+        "retrieval quality.",
         choices=ENCODERS,
     )
     batch_queries: bool = _setting(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -12,9 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import CitelineError
-from indexer.model.encoders import DEFAULT_ENCODER, Encoder, check_encoder_kind, create_encoder
+from indexer.model.encoders import (
+    AUTO,
+    DEFAULT_ENCODER,
+    PASSAGE_ENCODERS,
+    Encoder,
+    check_encoder_kind,
+    create_encoder,
+)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# A run of at least this many characters of text (about 2,500 passages, a minute of fp32 encoding here) is
+# a bulk run: with the `auto` encoder its passages are encoded on int8 (see Embedder.for_run).
+BULK_CHARACTERS = 1_000_000
+BULK_ENCODER = "onnx-int8"
 _FINGERPRINT_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model", ".onnx")
 logger = logging.getLogger(__name__)
 
@@ -69,6 +81,7 @@ class Embedder:
 
     The backend (`encoder`: onnx, onnx-int8 or torch) is chosen by `create_encoder`; whichever runs, the
     model, its fingerprint and so its vectors are the same, so an index built with one serves with another.
+    `auto` runs onnx, and onnx-int8 for the runs `for_run` calls bulk (`bulk_characters` of text or more).
     `query_encoder` is the backend of `encode_query` when it differs from the passages' (None: the same one).
     `spin`: onnxruntime's threads busy-wait for work: on for bulk indexing, off in a server (see encoders.py).
     """
@@ -83,12 +96,17 @@ class Embedder:
         query_encoder: str | None = None,
         shared_cache: Path | None = None,
         spin: bool = True,
+        bulk_characters: int = BULK_CHARACTERS,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        check_encoder_kind(encoder)
+        check_encoder_kind(encoder, PASSAGE_ENCODERS)
         if query_encoder is not None:
             check_encoder_kind(query_encoder)
+        self.auto = encoder == AUTO
+        encoder = "onnx" if self.auto else encoder
+        self.bulk_characters = bulk_characters
+        self._bulk: Embedder | None = None
         self.name = model or DEFAULT_MODEL
         location = resolve_model(model)
         model_dir = Path(location)
@@ -96,6 +114,8 @@ class Embedder:
         fingerprint = (
             model_fingerprint(model_dir) if model_dir.is_dir() else hashlib.sha256(location.encode()).hexdigest()
         )
+        # What `bulk` needs to load the bulk encoder later (only when a bulk run comes).
+        self._load = (location, fingerprint, cache_dir, threads, shared_cache, spin)
         try:
             self._encoder: Encoder = create_encoder(
                 encoder, location, fingerprint, cache_dir, threads, shared_cache, spin
@@ -124,6 +144,30 @@ class Embedder:
             fingerprint=fingerprint,
         )
         logger.info("encoder %s (questions: %s) for model %s", self.encoder, self.query_encoder, self.name)
+
+    def for_run(self, characters: int) -> Embedder:
+        """The embedder for a run over `characters` of text: with `auto`, the bulk one from `bulk_characters`.
+
+        A bulk run is decided on the whole run's text, not on what is left to embed, so a resumed run encodes
+        on the encoder it started with (and in the same batches: its vectors are those of an uninterrupted run).
+        """
+        return self.bulk() if self.auto and characters >= self.bulk_characters else self
+
+    def bulk(self) -> Embedder:
+        """This embedder with passages on the bulk encoder (int8), loaded once; itself unless `auto`."""
+        if not self.auto:
+            return self
+        if self._bulk is None:
+            location, fingerprint, cache_dir, threads, shared_cache, spin = self._load
+            try:
+                encoder = create_encoder(BULK_ENCODER, location, fingerprint, cache_dir, threads, shared_cache, spin)
+            except Exception as error:
+                raise ModelError(f"could not load the bulk encoder {BULK_ENCODER!r}: {error}") from error
+            twin = copy.copy(self)
+            twin._encoder, twin.encoder, twin.auto = encoder, encoder.kind, False
+            self._bulk = twin
+            logger.info("a bulk run: passages on %s", twin.encoder)
+        return self._bulk
 
     @property
     def token_limit(self) -> int:

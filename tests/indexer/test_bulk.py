@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 import indexer.build as build
-from indexer.build import sync_index
+from indexer.build import prepare, sync_index
 from indexer.model.embedding import Embedder
 from indexer.progress import Progress, format_seconds
 from indexer.store.store import Store
+from indexer.text.chunking import ChunkerConfig
 from indexer.text.documents import load_documents, read_sources
+from indexer.text.lexical import BM25Config
 from tests.server import ROOT
 
 SEEDS = ROOT / "seeds"
@@ -64,6 +66,7 @@ class Interrupted(Embedder):
 
     def __init__(self, embedder: Embedder, calls: int | None) -> None:
         self.__dict__.update(embedder.__dict__)
+        self._bulk = None  # a bulk run's twin is a copy of this one, so it stops and counts too
         self._left = calls
         self.texts = 0
 
@@ -76,11 +79,15 @@ class Interrupted(Embedder):
         return super().encode(texts, show_progress)
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["fp32", "int8-bulk-run"])
 def test_a_run_stopped_by_ctrl_c_resumes_and_ends_as_an_uninterrupted_one(
-    corpus: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+    corpus: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, bulk: bool
 ):
+    """Also for a bulk run on int8, whose vectors depend on their batch: a resumed run cuts the same batches."""
     monkeypatch.setattr(build, "BATCH_DOCUMENTS", 4)
+    monkeypatch.setattr(embedder, "bulk_characters", 0 if bulk else 10**12)
     documents = load_documents([corpus])
+    by_id = {d.doc_id: d for d in documents}
     assert len(documents) > 12
     whole = tmp_path / "whole"
     sync_index(documents, whole, embedder, show_progress=False)
@@ -106,6 +113,12 @@ def test_a_run_stopped_by_ctrl_c_resumes_and_ends_as_an_uninterrupted_one(
     assert got == expected
     np.testing.assert_allclose(got_passages, expected_passages, atol=1e-5)
     np.testing.assert_allclose(got_sentences, expected_sentences, atol=1e-5)
+    # Which encoder wrote them: fp32 below the bulk size, int8 from it (close to fp32, not equal).
+    chunker = ChunkerConfig(token_limit=embedder.token_limit)
+    fp32 = prepare([by_id[got[0][0]]], embedder, chunker, BM25Config())[0].passage_vectors
+    first = len(fp32)
+    assert np.allclose(got_passages[:first], fp32, atol=1e-5) is not bulk
+    assert np.einsum("ij,ij->i", got_passages[:first], fp32).min() > 0.98
 
 
 CHILD = textwrap.dedent(

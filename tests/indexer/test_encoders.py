@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from indexer.model.embedding import Embedder
+from indexer.model.embedding import BULK_CHARACTERS, Embedder
 from indexer.model.encoders import (
     DEFAULT_ENCODER,
     ENCODER_CACHE_DIR,
@@ -73,7 +73,7 @@ def reference_chunk_vectors(torch_embedder: Embedder, seed_chunk_texts: list[str
 
 
 def test_default_encoder_is_onnx_and_its_export_is_cached_beside_the_index(embedder: Embedder, seed_index_dir: Path):
-    assert DEFAULT_ENCODER == "onnx"
+    assert DEFAULT_ENCODER == "auto"  # onnx, and onnx-int8 for bulk runs (test_auto_* below)
     assert embedder.encoder == "onnx"
     export = seed_index_dir / ENCODER_CACHE_DIR / embedder.info.fingerprint[:16]
     assert {p.name for p in export.iterdir()} >= {MODEL_FILE, TOKENIZER_FILE, SPEC_FILE}
@@ -125,6 +125,22 @@ def test_int8_passages_are_encoded_in_batches_close_to_alone(int8_embedder: Embe
     batched = int8_embedder.encode(texts)
     assert not np.allclose(batched, alone, atol=1e-6), "passages must be encoded in batches, not one by one"
     assert cosines(batched, alone).min() > 0.98  # one activation scale per batch: as close as int8 is to fp32
+
+
+def test_auto_encodes_a_bulk_run_on_int8_and_anything_smaller_on_fp32(
+    embedder: Embedder, int8_embedder: Embedder, seed_chunk_texts: list[str], seed_index_dir: Path
+):
+    assert embedder.auto and embedder.bulk_characters == BULK_CHARACTERS
+    assert embedder.for_run(BULK_CHARACTERS - 1) is embedder
+    bulk = embedder.for_run(BULK_CHARACTERS)
+    assert bulk is embedder.bulk() and bulk.for_run(10**12) is bulk  # loaded once
+    assert (bulk.encoder, bulk.query_encoder) == ("onnx-int8", embedder.query_encoder)
+    assert (embedder.encoder, bulk.info) == ("onnx", embedder.info)  # one model: one index
+    texts = seed_chunk_texts[:20]
+    np.testing.assert_allclose(bulk.encode(texts), int8_embedder.encode(texts), atol=1e-6)
+    assert not np.allclose(bulk.encode(texts), embedder.encode(texts), atol=1e-4)
+    fixed = Embedder(encoder="onnx", cache_dir=index_encoder_cache(seed_index_dir))
+    assert not fixed.auto and fixed.for_run(10**12) is fixed  # a named encoder is kept for every run
 
 
 def test_questions_run_on_their_own_encoder_and_passages_stay_fp32(embedder: Embedder, seed_index_dir: Path):
@@ -276,13 +292,15 @@ def test_pooling_ignores_padding():
 
 
 def test_bad_encoder_setting_names_the_variable_and_the_choices(capsys):
-    with pytest.raises(ValueError, match=r"CITELINE_ENCODER='tensorrt' is not one of onnx, onnx-int8, torch"):
+    with pytest.raises(ValueError, match=r"CITELINE_ENCODER='tensorrt' is not one of auto, onnx, onnx-int8, torch"):
         Settings.from_env({"CITELINE_ENCODER": "tensorrt"})
     with pytest.raises(ValueError, match="CITELINE_THREADS='many' is not a valid int"):
         Settings.from_env({"CITELINE_THREADS": "many"})
     assert Settings.from_env({"CITELINE_ENCODER": "torch", "CITELINE_THREADS": "2"}).encoder == "torch"
     with pytest.raises(ValueError, match="unknown encoder 'fast'"):
         Embedder(encoder="fast")
+    with pytest.raises(ValueError, match="unknown encoder 'auto': choose one of onnx, onnx-int8, torch"):
+        Embedder(query_encoder="auto")  # auto is for passages: a question is never a bulk run
     with pytest.raises(SystemExit):
         main(["search", "q", "--encoder", "fast"])
     assert "invalid choice: 'fast'" in capsys.readouterr().err
@@ -291,7 +309,7 @@ def test_bad_encoder_setting_names_the_variable_and_the_choices(capsys):
 def test_bad_encoder_variable_is_a_clear_cli_error(monkeypatch, capsys, tmp_path: Path):
     monkeypatch.setenv("CITELINE_ENCODER", "gpu")
     assert main(["search", "q", "--index", str(tmp_path)]) == 2
-    assert "CITELINE_ENCODER='gpu' is not one of onnx, onnx-int8, torch" in capsys.readouterr().err
+    assert "CITELINE_ENCODER='gpu' is not one of auto, onnx, onnx-int8, torch" in capsys.readouterr().err
 
 
 def test_encoder_and_threads_flags_override_the_environment(monkeypatch):
