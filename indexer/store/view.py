@@ -72,6 +72,46 @@ def gather_segments(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tu
 
 
 @dataclass(frozen=True)
+class Column:
+    """A flat column in parts, as `Vectors` are: sealed segments' arrays (memory-mapped, so their pages are the
+    kernel's to keep or drop, not the process's own memory), then the unsealed rows in memory. Read by
+    index arrays (`column[indices]`), as a search reads its candidates' terms."""
+
+    sealed: tuple[np.ndarray, ...]
+    live: np.ndarray  # a prefix of a growable buffer (`Buffers`)
+
+    @classmethod
+    def empty(cls, dtype: type = np.int64) -> Column:
+        return cls((), np.zeros(0, dtype))
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.sealed) + len(self.live)
+
+    def __getitem__(self, indices: np.ndarray | slice) -> np.ndarray:
+        if isinstance(indices, slice):
+            indices = np.arange(*indices.indices(len(self)))
+        indices = np.asarray(indices, dtype=np.int64)
+        if not self.sealed:
+            return self.live[indices]
+        if len(self.sealed) == 1 and not len(self.live):
+            return np.asarray(self.sealed[0][indices])
+        starts = np.cumsum([0, *(len(p) for p in self.sealed)], dtype=np.int64)
+        parts = np.searchsorted(starts, indices, side="right") - 1
+        out = np.empty(len(indices), dtype=self.live.dtype)
+        for part in np.unique(parts).tolist():
+            chosen = parts == part
+            array = self.sealed[part] if part < len(self.sealed) else self.live
+            out[chosen] = array[indices[chosen] - starts[part]]
+        return out
+
+    def with_sealed(self, values: np.ndarray) -> Column:
+        """This column with a sealed segment's `values` appended as a part of their own (not copied)."""
+        if len(self.live):
+            raise ValueError("segments are loaded before unsealed rows")
+        return replace(self, sealed=(*self.sealed, values))
+
+
+@dataclass(frozen=True)
 class Vectors:
     """A column of vectors in parts: sealed segments' arrays (memory-mapped), then the unsealed rows."""
 
@@ -147,9 +187,9 @@ class View:
     sentence_passages: np.ndarray  # int64, first passage row holding each sentence
     sentence_vectors: Vectors  # float32 (sentences, dimension)
     sentence_term_ptr: np.ndarray  # int64, sentences + 1: terms of sentence s are ids[ptr[s]:ptr[s+1]]
-    sentence_term_ids: np.ndarray  # int64 `term_id`s
+    sentence_term_ids: Column  # int64 `term_id`s; sealed segments' mapped, not copied (the largest columns)
     passage_term_ptr: np.ndarray  # int64, passages + 1: BM25 terms of passage r are ids[ptr[r]:ptr[r+1]]
-    passage_term_ids: np.ndarray  # int64 `term_id`s, repeats kept
+    passage_term_ids: Column  # int64 `term_id`s, repeats kept
     doc_rows: dict[str, int] = field(default_factory=dict)  # doc_id -> row, live documents only
     dead_passages: int = 0
     live_terms: int = 0  # BM25 terms in the live passages (their mean is BM25's average length)
@@ -183,9 +223,9 @@ class View:
             sentence_passages=i64,
             sentence_vectors=vectors,
             sentence_term_ptr=np.zeros(1, np.int64),
-            sentence_term_ids=i64,
+            sentence_term_ids=Column.empty(),
             passage_term_ptr=np.zeros(1, np.int64),
-            passage_term_ids=i64,
+            passage_term_ids=Column.empty(),
         )
 
     # -- reading -------------------------------------------------------------------------------------------
@@ -375,14 +415,21 @@ class View:
                 self.sentence_term_ptr,
                 int(self.sentence_term_ptr[-1]) + np.cumsum(sentences[:, 2]),
             ),
-            sentence_term_ids=grow("sentence_term_ids", self.sentence_term_ids, np.asarray(rows.sentence_terms)),
+            sentence_term_ids=self._terms("sentence_term_ids", self.sentence_term_ids, rows.sentence_terms),
             passage_term_ptr=grow(
                 "passage_term_ptr", self.passage_term_ptr, int(self.passage_term_ptr[-1]) + np.cumsum(passages[:, 3])
             ),
-            passage_term_ids=grow("passage_term_ids", self.passage_term_ids, np.asarray(rows.passage_terms)),
+            passage_term_ids=self._terms("passage_term_ids", self.passage_term_ids, rows.passage_terms),
             live_terms=self.live_terms + int(passages[:, 3].sum()),
             doc_rows=doc_rows,
         )
+
+    def _terms(self, name: str, column: Column, values: np.ndarray) -> Column:
+        """`column` with a segment's term ids: the mapped array itself as a part when no unsealed rows come
+        before it (a load), else copied in after them."""
+        if isinstance(values, np.memmap) and not len(column.live):
+            return column.with_sealed(values)
+        return replace(column, live=self.buffers.extend(name, column.live, np.asarray(values, np.int64)))
 
     def with_segment(self, passages: np.ndarray, sentences: np.ndarray, graph: faiss.Index | None = None) -> View:
         """The next view: a sealed segment's arrays (and its passages' graph, if any) as the vectors of the
@@ -472,14 +519,22 @@ class View:
             sentence_passages=grow("sentence_passages", self.sentence_passages, np.asarray(sentence_passages, i64)),
             sentence_vectors=sv,
             sentence_term_ptr=grow("sentence_term_ptr", self.sentence_term_ptr, np.asarray(term_ptr, i64)),
-            sentence_term_ids=grow("sentence_term_ids", self.sentence_term_ids, np.asarray(term_ids, i64)),
+            sentence_term_ids=replace(
+                self.sentence_term_ids,
+                live=grow("sentence_term_ids", self.sentence_term_ids.live, np.asarray(term_ids, i64)),
+            ),
             passage_term_ptr=grow(
                 "passage_term_ptr",
                 self.passage_term_ptr,
                 int(self.passage_term_ptr[-1]) + np.cumsum(np.asarray(passage_terms, i64)),
             ),
-            passage_term_ids=grow(
-                "passage_term_ids", self.passage_term_ids, np.asarray([t for p in passages for t in p.terms], i64)
+            passage_term_ids=replace(
+                self.passage_term_ids,
+                live=grow(
+                    "passage_term_ids",
+                    self.passage_term_ids.live,
+                    np.asarray([t for p in passages for t in p.terms], i64),
+                ),
             ),
             live_terms=self.live_terms + sum(passage_terms),
             doc_rows=doc_rows,

@@ -14,13 +14,16 @@ import numpy as np
 import pytest
 
 import indexer.store.store as store_module
+from indexer.build import prepare
 from indexer.collection import API_SOURCE
 from indexer.model.embedding import Embedder
 from indexer.store.maintenance import repair, verify_index
 from indexer.store.segments import MANIFEST_FILE, ROW_FILES, SEGMENTS_DIR, SegmentError, read_manifest
 from indexer.store.store import SegmentPolicy, Store, StoreError
-from indexer.store.view import View
+from indexer.store.view import Column, View
+from indexer.text.chunking import ChunkerConfig
 from indexer.text.documents import Document
+from indexer.text.lexical import BM25Config
 from service.engine import Engine
 from service.search.filters import SearchFilter
 from service.search.retrieval import Mode
@@ -275,6 +278,33 @@ def test_a_segment_loads_from_its_rows_into_the_view_the_record_file_gives(
     assert alive == [d for d in slow.documents if not d.doc_id.startswith("\x00")]
     assert fast.doc_rows == slow.doc_rows and fast.live_terms == slow.live_terms
     assert victim not in fast.doc_rows and "harbour" in fast.doc_rows
+    # The term ids, the largest columns, stay the segments' mapped files: pages, not the process's own memory.
+    for column in (fast.passage_term_ids, fast.sentence_term_ids):
+        assert [type(part) for part in column.sealed] == [np.memmap, np.memmap] and not len(column.live)
+    assert not slow.passage_term_ids.sealed, "a segment without rows is copied in from the record file"
+    # Rows written after the load land in memory after the mapped parts; every row reads its own terms.
+    chunker = ChunkerConfig(token_limit=embedder.token_limit)
+    record = prepare([Document(doc_id="quay", text="Zqquay lights. Ships waited.")], embedder, chunker, BM25Config())[0]
+    grown = fast.changed([dataclasses.replace(record, key=10**9)], [], fast.seq + 1, fast.bm25)
+    assert len(grown.passage_term_ids.live) == sum(len(p.terms) for p in record.passages) > 0
+    assert live_rows(grown)[:-1] == live_rows(fast)
+    assert live_rows(grown)[-1][1] == list(record.passages[-1].terms)
+
+
+def test_a_column_in_parts_reads_as_their_concatenation():
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 1 << 40, n) for n in (5, 0, 7)]
+    live = rng.integers(0, 1 << 40, 4)
+    whole = np.concatenate([*parts, live])
+    column = Column(tuple(parts), live)
+    assert len(column) == len(whole)
+    indices = rng.integers(0, len(whole), 50)
+    assert np.array_equal(column[indices], whole[indices])
+    assert np.array_equal(column[3:14], whole[3:14]) and np.array_equal(column[np.zeros(0, int)], whole[:0])
+    one = Column((parts[0],), live[:0])
+    assert np.array_equal(one[np.asarray([4, 0])], parts[0][[4, 0]])
+    with pytest.raises(ValueError, match="before unsealed rows"):
+        column.with_sealed(parts[0])
 
 
 def test_a_merge_of_a_segment_without_rows_writes_them_from_the_record_file(
