@@ -175,10 +175,15 @@ class Embedder:
         return self.info.max_seq_length - 2
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        """Vectors of `texts`, shape (len(texts), dimension), unit length, float32."""
+        """Vectors of `texts`, shape (len(texts), dimension), unit length, float32; a text repeated among them
+        is encoded once (documentation, code and lists repeat short lines: a tenth of a batch's sentences)."""
         if not texts:
             return np.zeros((0, self.info.dimension), dtype=np.float32)
-        return self._encoder.encode(list(texts), self.batch_size, show_progress)
+        slots: dict[str, int] = {}
+        rows = [slots.setdefault(text, len(slots)) for text in texts]
+        if len(slots) == len(rows):
+            return self._encoder.encode(list(texts), self.batch_size, show_progress)
+        return self._encoder.encode(list(slots), self.batch_size, show_progress)[rows]
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Vectors of questions, on the query encoder, shape (len(queries), dimension)."""

@@ -63,7 +63,7 @@ class Buffers:
         return buffer[: n + k]
 
 
-def gather_segments(ptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gather_segments(ptr: np.ndarray, values: np.ndarray | Column, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The segments `values[ptr[r]:ptr[r + 1]]` of `rows`, concatenated, and their lengths (CSR rows, vectorised)."""
     starts = ptr[rows]
     lengths = ptr[rows + 1] - starts

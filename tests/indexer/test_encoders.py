@@ -127,6 +127,26 @@ def test_int8_passages_are_encoded_in_batches_close_to_alone(int8_embedder: Embe
     assert cosines(batched, alone).min() > 0.98  # one activation scale per batch: as close as int8 is to fp32
 
 
+def test_a_text_repeated_in_one_call_is_encoded_once(int8_embedder: Embedder, seed_chunk_texts: list[str]):
+    texts = [seed_chunk_texts[0], "Example:", seed_chunk_texts[1], "Example:", seed_chunk_texts[0]]
+    seen: list[int] = []
+    encoder = int8_embedder._encoder
+    original = encoder.encode
+
+    def counting(batch: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        seen.append(len(batch))
+        return original(batch, batch_size, show_progress)
+
+    encoder.encode = counting  # type: ignore[method-assign]
+    try:
+        vectors = int8_embedder.encode(texts)
+    finally:
+        encoder.encode = original  # type: ignore[method-assign]
+    assert seen == [3] and vectors.shape == (5, int8_embedder.info.dimension)
+    assert np.array_equal(vectors[1], vectors[3]) and np.array_equal(vectors[0], vectors[4])
+    np.testing.assert_allclose(vectors[[0, 1, 2]], int8_embedder.encode(texts[:3]), atol=1e-6)
+
+
 def test_auto_encodes_a_bulk_run_on_int8_and_anything_smaller_on_fp32(
     embedder: Embedder, int8_embedder: Embedder, seed_chunk_texts: list[str], seed_index_dir: Path
 ):
